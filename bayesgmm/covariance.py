@@ -1,0 +1,298 @@
+"""The one place that decides per covariance structure.
+
+Every structure-specific computation of the package is a pure function in one row of
+:data:`STRUCTURES`; the EM loop, the prior density and the result object look the structure up
+here instead of branching on its name.  Shapes, with K components and d features:
+
+============  ==============  =========================  ===========================
+structure     covariances     Cholesky ``factor``        prior blocks (IW(ν0, ψ) each)
+============  ==============  =========================  ===========================
+full          (K, d, d)       (K, d, d) lower L_k        K blocks of d × d
+tied          (d, d)          (d, d) lower L             1 block of d × d
+diag          (K, d)          (K, d) standard devs       K·d blocks of 1 × 1
+spherical     (K,)            (K,) standard deviations   K blocks of 1 × 1
+============  ==============  =========================  ===========================
+
+A one-dimensional inverse-Wishart IW(ν0, ψ) is the inverse-gamma IG(ν0/2, ψ/2), so every prior on
+covariances is a product of inverse-Wisharts over the blocks of the table (``docs/derivation.md``
+§4).  The E-step works in *whitened* coordinates y = L_k⁻¹ (x − μ_k); the sufficient statistics it
+accumulates there are mapped back to data space by :attr:`CovarianceStructure.unwhiten` and
+:attr:`CovarianceStructure.scatter`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from scipy.linalg import solve_triangular
+
+__all__ = ["CovarianceStructure", "STRUCTURES", "SingularCovarianceError", "get_structure"]
+
+
+class SingularCovarianceError(ValueError):
+    """A covariance matrix is not positive definite; ``component`` is its index (None if tied)."""
+
+    def __init__(self, component: int | None, message: str):
+        super().__init__(message)
+        self.component = component
+
+
+@dataclass(frozen=True)
+class CovarianceStructure:
+    """The pure functions that define one covariance structure.
+
+    Attributes
+    ----------
+    name : str
+        scikit-learn's name: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+    shape : callable (K, d) -> tuple
+        Shape of the ``covariances`` array.
+    n_parameters : callable (K, d) -> int
+        Number of free covariance parameters.
+    factor : callable (covariances,) -> factor
+        Cholesky factor (lower) or standard deviations; raises :class:`SingularCovarianceError`.
+    log_det : callable (factor, K, d) -> (K,)
+        log det Σ_k per component.
+    whiten : callable (X (n, d), means (K, d), factor, out (K, n, d)) -> out
+        y_nk = L_k⁻¹ (x_n − μ_k), written into ``out``.
+    moment : callable (Y (K, n, d), R (n, K)) -> moment
+        Whitened weighted second moment Σ_n r_nk y_nk y_nkᵀ, reduced to what the structure
+        needs: (K, d, d) full/tied, (K, d) diag, (K,) spherical.
+    unwhiten : callable (factor, V (K, d)) -> (K, d)
+        v ↦ L_k v.
+    scatter : callable (factor, M, s1 (K, d), n_k (K,)) -> per-component scatter
+        W_k = L_k (M_k − s1_k s1_kᵀ / N_k) L_kᵀ, reduced like ``moment``.
+    reduce : callable (outer (K, d, d)) -> like ``moment``
+        Reduces per-component d × d matrices to the structure's statistics.
+    combine : callable (per-component statistic) -> blocks-shaped statistic
+        Sums what is shared (tied: over components); identity otherwise.
+    blocks : callable (array of the covariances' shape,) -> (B, b, b)
+        The inverse-Wishart blocks; applied to Ψ0 broadcast to that shape, the blocks' scales.
+    from_blocks : callable ((B, b, b), K, d) -> covariances
+    block_counts : callable (n_k (K,), d) -> (B,)
+        Data count entering each block's mode (N_k, N, N_k per coordinate, d·N_k).
+    mean_multiplicity : callable (K, d) -> int
+        How many mean priors N(μ_k | m0, Σ_k/κ0) contain one block's variance.
+    expand : callable (covariances, K, d) -> (K, d, d)
+        Dense covariance matrices.
+    prior_scale_ndim : int
+        ndim of Ψ0 accepted by this structure (2, 2, 1 or 0).
+    """
+
+    name: str
+    shape: Callable
+    n_parameters: Callable
+    factor: Callable
+    log_det: Callable
+    whiten: Callable
+    moment: Callable
+    unwhiten: Callable
+    scatter: Callable
+    reduce: Callable
+    combine: Callable
+    blocks: Callable
+    from_blocks: Callable
+    block_counts: Callable
+    mean_multiplicity: Callable
+    expand: Callable
+    prior_scale_ndim: int
+
+
+# ----------------------------------------------------------------------------- factors
+def _cholesky_stack(covs: np.ndarray, names: list[int | None]) -> np.ndarray:
+    factors = np.empty_like(covs)
+    for i, (cov, name) in enumerate(zip(covs, names)):
+        try:
+            factors[i] = np.linalg.cholesky(cov)
+        except np.linalg.LinAlgError:
+            raise SingularCovarianceError(name, _singular_message(name)) from None
+        if not np.all(np.diag(factors[i]) > 0):
+            raise SingularCovarianceError(name, _singular_message(name))
+    return factors
+
+
+def _singular_message(component: int | None) -> str:
+    which = "the tied covariance" if component is None else f"the covariance of component {component}"
+    return f"{which} is singular or not positive definite"
+
+
+def _sd(variances: np.ndarray) -> np.ndarray:
+    variances = np.asarray(variances, dtype=float)
+    bad = ~(variances > 0) | ~np.isfinite(variances)
+    if bad.any():
+        k = int(np.argwhere(bad)[0][0])
+        raise SingularCovarianceError(k, _singular_message(k) + " (a variance is not positive)")
+    return np.sqrt(variances)
+
+
+def _diag_log_det(lower: np.ndarray) -> np.ndarray:
+    """log det Σ = 2 Σ_j log L_jj (Cholesky), batched over leading axes."""
+    return 2.0 * np.log(np.diagonal(lower, axis1=-2, axis2=-1)).sum(-1)
+
+
+# ----------------------------------------------------------------------------- whitening
+def _whiten_full(X, means, lower, out):
+    for k in range(len(means)):
+        np.subtract(X, means[k], out=out[k])
+        # out[k].T is the F-ordered (d, n) view: solves L_k Z = (X − μ_k)ᵀ in place
+        solve_triangular(lower[k], out[k].T, lower=True, overwrite_b=True, check_finite=False)
+    return out
+
+
+def _whiten_tied(X, means, lower, out):
+    # L⁻¹(x − μ_k) = L⁻¹x − L⁻¹μ_k: one triangular solve for the chunk
+    np.copyto(out[0], X)
+    solve_triangular(lower, out[0].T, lower=True, overwrite_b=True, check_finite=False)
+    shifts = solve_triangular(lower, means.T, lower=True, check_finite=False).T
+    for k in range(len(means) - 1, -1, -1):
+        np.subtract(out[0], shifts[k], out=out[k])
+    return out
+
+
+def _whiten_scaled(X, means, sd, out):
+    sd = sd if sd.ndim == 2 else sd[:, None]
+    np.subtract(X[None, :, :], means[:, None, :], out=out)
+    out /= sd[:, None, :]
+    return out
+
+
+# ----------------------------------------------------------------------------- moments
+def _moment_matrix(Y, R):
+    return np.matmul(Y.transpose(0, 2, 1), Y * R.T[:, :, None])
+
+
+def _moment_diag(Y, R):
+    return np.matmul(R.T[:, None, :], Y * Y)[:, 0, :]
+
+
+def _moment_spherical(Y, R):
+    return np.einsum("kn,knd,knd->k", R.T, Y, Y, optimize=True)
+
+
+def _unwhiten_full(lower, V):
+    return np.einsum("kij,kj->ki", lower, V)
+
+
+def _unwhiten_tied(lower, V):
+    return V @ lower.T
+
+
+def _unwhiten_scaled(sd, V):
+    return V * (sd if sd.ndim == 2 else sd[:, None])
+
+
+def _centered(M, s1, n_k, outer):
+    """M − s1 s1ᵀ / N_k (whitened scatter about x̄_k; 0 for an empty component)."""
+    inv = np.divide(1.0, n_k, out=np.zeros_like(n_k), where=n_k > 0)
+    return M - outer(s1, s1) * (inv.reshape((-1,) + (1,) * (M.ndim - 1)))
+
+
+def _scatter_full(lower, M, s1, n_k):
+    C = _centered(M, s1, n_k, lambda a, b: a[:, :, None] * b[:, None, :])
+    return lower @ C @ lower.transpose(0, 2, 1)
+
+
+def _scatter_tied(lower, M, s1, n_k):
+    C = _centered(M, s1, n_k, lambda a, b: a[:, :, None] * b[:, None, :])
+    return lower @ C @ lower.T
+
+
+def _scatter_diag(sd, M, s1, n_k):
+    return sd**2 * _centered(M, s1, n_k, np.multiply)
+
+
+def _scatter_spherical(sd, M, s1, n_k):
+    return sd**2 * _centered(M, s1, n_k, lambda a, b: (a * b).sum(-1))
+
+
+# ----------------------------------------------------------------------------- the table
+STRUCTURES: dict[str, CovarianceStructure] = {
+    "full": CovarianceStructure(
+        name="full",
+        shape=lambda K, d: (K, d, d),
+        n_parameters=lambda K, d: K * d * (d + 1) // 2,
+        factor=lambda c: _cholesky_stack(c, list(range(len(c)))),
+        log_det=lambda L, K, d: _diag_log_det(L),
+        whiten=_whiten_full,
+        moment=_moment_matrix,
+        unwhiten=_unwhiten_full,
+        scatter=_scatter_full,
+        reduce=lambda outer: outer,
+        combine=lambda per_component: per_component,
+        blocks=lambda c: c,
+        from_blocks=lambda b, K, d: b,
+        block_counts=lambda n_k, d: n_k,
+        mean_multiplicity=lambda K, d: 1,
+        expand=lambda c, K, d: c,
+        prior_scale_ndim=2,
+    ),
+    "tied": CovarianceStructure(
+        name="tied",
+        shape=lambda K, d: (d, d),
+        n_parameters=lambda K, d: d * (d + 1) // 2,
+        factor=lambda c: _cholesky_stack(c[None], [None])[0],
+        log_det=lambda L, K, d: np.full(K, _diag_log_det(L)),
+        whiten=_whiten_tied,
+        moment=_moment_matrix,
+        unwhiten=_unwhiten_tied,
+        scatter=_scatter_tied,
+        reduce=lambda outer: outer,
+        combine=lambda per_component: per_component.sum(0, keepdims=True),
+        blocks=lambda c: c[None],
+        from_blocks=lambda b, K, d: b[0],
+        block_counts=lambda n_k, d: np.atleast_1d(n_k.sum()),
+        mean_multiplicity=lambda K, d: K,
+        expand=lambda c, K, d: np.broadcast_to(c, (K, d, d)),
+        prior_scale_ndim=2,
+    ),
+    "diag": CovarianceStructure(
+        name="diag",
+        shape=lambda K, d: (K, d),
+        n_parameters=lambda K, d: K * d,
+        factor=_sd,
+        log_det=lambda sd, K, d: 2.0 * np.log(sd).sum(-1),
+        whiten=_whiten_scaled,
+        moment=_moment_diag,
+        unwhiten=_unwhiten_scaled,
+        scatter=_scatter_diag,
+        reduce=lambda outer: np.diagonal(outer, axis1=-2, axis2=-1),
+        combine=lambda per_component: per_component.reshape(-1, 1, 1),
+        blocks=lambda c: c.reshape(-1, 1, 1),
+        from_blocks=lambda b, K, d: b.reshape(K, d),
+        block_counts=lambda n_k, d: np.repeat(n_k, d),
+        mean_multiplicity=lambda K, d: 1,
+        expand=lambda c, K, d: c[:, :, None] * np.eye(d),
+        prior_scale_ndim=1,
+    ),
+    "spherical": CovarianceStructure(
+        name="spherical",
+        shape=lambda K, d: (K,),
+        n_parameters=lambda K, d: K,
+        factor=_sd,
+        log_det=lambda sd, K, d: 2.0 * d * np.log(sd),
+        whiten=_whiten_scaled,
+        moment=_moment_spherical,
+        unwhiten=_unwhiten_scaled,
+        scatter=_scatter_spherical,
+        reduce=lambda outer: np.trace(outer, axis1=-2, axis2=-1),
+        combine=lambda per_component: per_component.reshape(-1, 1, 1),
+        blocks=lambda c: c.reshape(-1, 1, 1),
+        from_blocks=lambda b, K, d: b.reshape(K),
+        block_counts=lambda n_k, d: d * n_k,
+        mean_multiplicity=lambda K, d: d,
+        expand=lambda c, K, d: c[:, None, None] * np.eye(d),
+        prior_scale_ndim=0,
+    ),
+}
+
+
+def get_structure(name: str) -> CovarianceStructure:
+    """Look up a structure by name, with a clear error for unknown names."""
+    try:
+        return STRUCTURES[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"covariance={name!r} is not a covariance structure; use one of {sorted(STRUCTURES)}"
+        ) from None

@@ -1,0 +1,289 @@
+"""The conjugate prior: Dirichlet weights, normal–inverse-Wishart means and covariances.
+
+This module is the single written-down definition of the prior density (DESIGN §2); both the
+MAP-EM path and the PyMC path evaluate it through :meth:`GMMPrior.logpdf`.
+
+    π ~ Dirichlet(α)
+    Σ-block ~ InvWishart(ν0, Ψ0-block)        (blocks per structure: :mod:`bayesgmm.covariance`)
+    μ_k | Σ_k ~ Normal(m0, Σ_k / κ0)          (κ0 = 0: flat, improper prior on μ_k)
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.special import gammaln, multigammaln, xlogy
+
+from ._validation import check_data, check_n_components, check_spd
+from .covariance import get_structure
+
+__all__ = ["GMMPrior", "default_prior", "dirichlet_logpdf", "invwishart_logpdf"]
+
+_LOG_2PI = np.log(2.0 * np.pi)
+
+
+def _readonly(a) -> np.ndarray:
+    a = np.array(a, dtype=float)
+    a.setflags(write=False)
+    return a
+
+
+def _positive_scalar(value, name: str, *, strict: bool = True) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    value = float(value)
+    if not np.isfinite(value) or (value <= 0 if strict else value < 0):
+        bound = "> 0" if strict else "≥ 0"
+        raise ValueError(f"{name} must be finite and {bound}, got {value}")
+    return value
+
+
+@dataclass(frozen=True, eq=False)
+class GMMPrior:
+    """Conjugate prior for a Gaussian mixture (immutable, validated on construction).
+
+    Parameters
+    ----------
+    mean : array-like, shape (d,)
+        m0, the prior mean of every component mean.
+    shrinkage : float
+        κ0 ≥ 0; μ_k | Σ_k ~ N(m0, Σ_k/κ0).  κ0 = 0 is a flat (improper) prior on the means.
+    dof : float
+        ν0, the inverse-Wishart degrees of freedom: ν0 > d − 1 for ``full``/``tied`` and ν0 > 0
+        for ``diag``/``spherical`` (whose variances are IG(ν0/2, ψ0/2)).
+    scale : array-like
+        Ψ0: (d, d) symmetric positive definite for ``full``/``tied``, (d,) or a scalar for
+        ``diag``, a scalar for ``spherical``; positive.
+    concentration : float or array-like, shape (K,)
+        α, the Dirichlet concentration; MAP-EM needs α_k ≥ 1.
+    covariance : {"full", "tied", "diag", "spherical"}, optional
+        The structure this prior is for.  Inferred from ``scale`` when omitted: 2-D → "full",
+        1-D → "diag", scalar → "spherical".
+
+    Notes
+    -----
+    ``logpdf`` is the normalised log density (every normalising constant included), so that
+    ``log p(x | θ) + prior.logpdf(θ)`` is the log posterior density up to log p(x) only.
+    """
+
+    mean: np.ndarray
+    shrinkage: float
+    dof: float
+    scale: np.ndarray
+    concentration: np.ndarray | float = 1.0
+    covariance: str | None = None
+    _structure: object = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        mean = _readonly(np.atleast_1d(np.asarray(self.mean, dtype=float)))
+        if mean.ndim != 1 or mean.size == 0 or not np.all(np.isfinite(mean)):
+            raise ValueError(f"mean must be a finite 1-D array of length d, got shape {mean.shape}")
+        d = mean.size
+        scale = _readonly(self.scale)
+        covariance = self.covariance
+        if covariance is None:
+            covariance = {2: "full", 1: "diag", 0: "spherical"}.get(scale.ndim)
+            if covariance is None:
+                raise ValueError(f"scale must be (d, d), (d,) or a scalar, got shape {scale.shape}")
+        structure = get_structure(covariance)
+        self._check_scale(scale, structure.name, d)
+        shrinkage = _positive_scalar(self.shrinkage, "shrinkage", strict=False)
+        dof = _positive_scalar(self.dof, "dof", strict=False)
+        min_dof = d - 1 if structure.prior_scale_ndim == 2 else 0
+        if not dof > min_dof:
+            raise ValueError(
+                f"dof must exceed {min_dof} for a {structure.name!r} prior in d={d} dimensions "
+                f"(got {dof}); the data-scaled default is d + 2 = {d + 2}"
+            )
+        alpha = np.asarray(self.concentration, dtype=float)
+        if alpha.ndim > 1 or not np.all(np.isfinite(alpha)) or np.any(alpha <= 0):
+            raise ValueError("concentration must be a positive scalar or a 1-D array of length K")
+        alpha = float(alpha) if alpha.ndim == 0 else _readonly(alpha)
+        for name, value in [("mean", mean), ("scale", scale), ("shrinkage", shrinkage),
+                            ("dof", dof), ("concentration", alpha), ("covariance", structure.name),
+                            ("_structure", structure)]:
+            object.__setattr__(self, name, value)
+
+    @staticmethod
+    def _check_scale(scale: np.ndarray, covariance: str, d: int) -> None:
+        allowed = {"full": [(d, d)], "tied": [(d, d)], "diag": [(d,), ()], "spherical": [()]}
+        if scale.shape not in allowed[covariance]:
+            raise ValueError(
+                f"scale for a {covariance!r} prior in d={d} dimensions must have shape "
+                f"{' or '.join(map(str, allowed[covariance]))}, got {scale.shape}"
+            )
+        if not np.all(np.isfinite(scale)):
+            raise ValueError("scale must be finite")
+        if scale.ndim == 2:
+            check_spd(scale, "scale")
+        elif np.any(scale <= 0):
+            raise ValueError("scale must be positive")
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def n_features(self) -> int:
+        """d, the dimension this prior is for."""
+        return self.mean.size
+
+    def concentration_for(self, n_components: int) -> np.ndarray:
+        """α as a (K,) array; raises if a length-K concentration has another length."""
+        alpha = np.asarray(self.concentration, dtype=float)
+        if alpha.ndim == 0:
+            return np.full(n_components, float(alpha))
+        if alpha.size != n_components:
+            raise ValueError(
+                f"the prior's concentration has length {alpha.size} but n_components="
+                f"{n_components}"
+            )
+        return alpha
+
+    def block_scales(self, n_components: int) -> np.ndarray:
+        """Ψ0 per inverse-Wishart block, shape (B, b, b) (see :mod:`bayesgmm.covariance`)."""
+        s = self._structure
+        return s.blocks(np.broadcast_to(self.scale, s.shape(n_components, self.n_features)))
+
+    def check_compatible(self, n_components: int, n_features: int, covariance: str) -> None:
+        """Raise a clear error unless this prior fits a (K, d, structure) model."""
+        if self.n_features != n_features:
+            raise ValueError(
+                f"the prior is for d={self.n_features} features but the data have {n_features}"
+            )
+        if self.covariance != covariance:
+            raise ValueError(
+                f"the prior was built for covariance={self.covariance!r} but the model uses "
+                f"covariance={covariance!r}; build it with default_prior(X, K, "
+                f"covariance={covariance!r}) or GMMPrior(..., covariance={covariance!r})"
+            )
+        self.concentration_for(n_components)
+
+    # ------------------------------------------------------------------ density
+    def logpdf(self, weights, means, covariances) -> float:
+        """Normalised log prior density log p(π) + log p(Σ) + log p(μ | Σ).
+
+        Parameters
+        ----------
+        weights : array-like, shape (K,)
+        means : array-like, shape (K, d)
+        covariances : array-like
+            In this prior's structure: (K, d, d) full, (d, d) tied, (K, d) diag, (K,) spherical.
+
+        Returns
+        -------
+        float
+            −inf outside the support (weights off the simplex, covariances not SPD).
+        """
+        s = self._structure
+        weights = np.asarray(weights, dtype=float)
+        means = np.asarray(means, dtype=float)
+        covariances = np.asarray(covariances, dtype=float)
+        K, d = means.shape
+        if covariances.shape != s.shape(K, d) or weights.shape != (K,):
+            raise ValueError(
+                f"expected weights {(K,)}, means {(K, d)} and {s.name} covariances "
+                f"{s.shape(K, d)}; got {weights.shape}, {means.shape}, {covariances.shape}"
+            )
+        # log p(π): Dirichlet(α)
+        lp = dirichlet_logpdf(weights, self.concentration_for(K))
+        # log p(Σ): a product of inverse-Wisharts over the structure's blocks
+        lp += invwishart_logpdf(s.blocks(covariances), self.dof, self.block_scales(K)).sum()
+        if self.shrinkage > 0 and np.isfinite(lp):
+            # log p(μ_k | Σ_k) = log N(μ_k | m0, Σ_k / κ0), through the structure's Cholesky factor
+            factor = s.factor(covariances)
+            y = s.whiten(self.mean[None, :], means, factor, np.empty((K, 1, d)))[:, 0, :]
+            lp += np.sum(
+                0.5 * d * (np.log(self.shrinkage) - _LOG_2PI)
+                - 0.5 * s.log_det(factor, K, d)
+                - 0.5 * self.shrinkage * np.einsum("kd,kd->k", y, y)
+            )
+        return float(lp)
+
+
+def dirichlet_logpdf(weights: np.ndarray, alpha: np.ndarray) -> float:
+    """log Dirichlet(π | α), −inf off the simplex; π_k = 0 is allowed where α_k = 1.
+
+    Parameters
+    ----------
+    weights, alpha : ndarray, shape (K,)
+    """
+    if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-10):
+        return -np.inf
+    return float(
+        gammaln(alpha.sum()) - gammaln(alpha).sum() + xlogy(alpha - 1.0, weights).sum()
+    )
+
+
+def invwishart_logpdf(covs: np.ndarray, dof: float, scales: np.ndarray) -> np.ndarray:
+    """log IW(Σ | ν, Ψ) for a stack of b × b matrices (−inf where Σ is not SPD).
+
+    log IW = ν/2 log|Ψ| − νb/2 log 2 − log Γ_b(ν/2) − (ν+b+1)/2 log|Σ| − ½ tr(Ψ Σ⁻¹)
+
+    Parameters
+    ----------
+    covs, scales : ndarray, shape (B, b, b)
+    dof : float
+
+    Returns
+    -------
+    ndarray, shape (B,)
+    """
+    b = covs.shape[-1]
+    out = np.full(covs.shape[0], -np.inf)
+    try:
+        chol = np.linalg.cholesky(covs)
+    except np.linalg.LinAlgError:
+        return out
+    log_det_cov = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
+    log_det_scale = np.linalg.slogdet(scales)[1]
+    trace = np.trace(np.linalg.solve(covs, scales), axis1=-2, axis2=-1)
+    out[:] = (
+        0.5 * dof * log_det_scale
+        - 0.5 * dof * b * np.log(2.0)
+        - multigammaln(0.5 * dof, b)
+        - 0.5 * (dof + b + 1) * log_det_cov
+        - 0.5 * trace
+    )
+    return out
+
+
+def default_prior(X, n_components: int, covariance: str = "full", style: str = "default") -> GMMPrior:
+    """The data-scaled default prior of Fraley & Raftery (2007), as mclust's ``priorControl()``.
+
+    κ0 = 0.01, m0 = column means, ν0 = d + 2, α = 1, and Ψ0 = cov(X) / K^(2/d) (n − 1
+    denominator) for ``full``/``tied``.  For ``diag``, ``style="default"`` uses one scale per
+    coordinate, ψ0_j = var_j / K^(2/d); ``style="mclust"`` uses mclust's single scalar, the mean
+    variance tr(cov X)/d / K^(2/d), for every coordinate.  ``spherical`` has one variance per
+    component, so its ψ0 is that scalar in both styles.
+
+    Parameters
+    ----------
+    X : array-like, shape (n_samples, n_features)
+    n_components : int
+    covariance : {"full", "tied", "diag", "spherical"}
+    style : {"default", "mclust"}
+
+    Returns
+    -------
+    GMMPrior
+    """
+    X = check_data(X)
+    n, d = X.shape
+    K = check_n_components(n_components, n)
+    structure = get_structure(covariance)
+    if style not in ("default", "mclust"):
+        raise ValueError(f"style must be 'default' or 'mclust', got {style!r}")
+    if n < 2:
+        raise ValueError("a data-scaled prior needs at least 2 samples to estimate a covariance")
+    factor = K ** (-2.0 / d)
+    cov = np.atleast_2d(np.cov(X, rowvar=False))
+    if n <= d:  # the sample covariance is singular: keep its diagonal (as mclust does)
+        cov = np.diag(np.diag(cov))
+    if structure.prior_scale_ndim == 2:
+        scale = cov * factor
+    elif structure.prior_scale_ndim == 1 and style == "default":
+        scale = np.diag(cov) * factor
+    else:
+        scale = np.trace(cov) / d * factor
+    return GMMPrior(mean=X.mean(axis=0), shrinkage=0.01, dof=d + 2, scale=scale,
+                    concentration=1.0, covariance=structure.name)
