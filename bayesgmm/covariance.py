@@ -27,6 +27,7 @@ from typing import Callable
 
 import numpy as np
 from scipy.linalg import solve_triangular
+from scipy.linalg.blas import dtrsm
 
 __all__ = ["CovarianceStructure", "STRUCTURES", "SingularCovarianceError", "get_structure"]
 
@@ -102,15 +103,23 @@ class CovarianceStructure:
 
 # ----------------------------------------------------------------------------- factors
 def _cholesky_stack(covs: np.ndarray, names: list[int | None]) -> np.ndarray:
-    factors = np.empty_like(covs)
-    for i, (cov, name) in enumerate(zip(covs, names)):
-        try:
-            factors[i] = np.linalg.cholesky(cov)
-        except np.linalg.LinAlgError:
-            raise SingularCovarianceError(name, _singular_message(name)) from None
-        if not np.all(np.diag(factors[i]) > 0):
-            raise SingularCovarianceError(name, _singular_message(name))
+    """Batched Cholesky; on failure, name the first matrix that is not positive definite."""
+    try:
+        factors = np.linalg.cholesky(covs)
+        ok = np.all(np.diagonal(factors, axis1=-2, axis2=-1) > 0, axis=-1)
+    except np.linalg.LinAlgError:
+        ok = [_is_spd(c) for c in covs]
+    if not np.all(ok):
+        name = names[int(np.argmin(ok))]
+        raise SingularCovarianceError(name, _singular_message(name))
     return factors
+
+
+def _is_spd(cov: np.ndarray) -> bool:
+    try:
+        return bool(np.all(np.diag(np.linalg.cholesky(cov)) > 0))
+    except np.linalg.LinAlgError:
+        return False
 
 
 def _singular_message(component: int | None) -> str:
@@ -133,18 +142,26 @@ def _diag_log_det(lower: np.ndarray) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- whitening
+def _solve_lower_inplace(lower: np.ndarray, rows: np.ndarray) -> None:
+    """rows ← rows L⁻ᵀ, i.e. y_n = L⁻¹ x_n for each row, in place (BLAS trsm, no inverse).
+
+    ``rows`` is a C-contiguous (n, d) block, so ``rows.T`` is the F-ordered (d, n) right-hand
+    side that trsm overwrites.
+    """
+    dtrsm(1.0, lower, rows.T, lower=1, overwrite_b=1)
+
+
 def _whiten_full(X, means, lower, out):
     for k in range(len(means)):
         np.subtract(X, means[k], out=out[k])
-        # out[k].T is the F-ordered (d, n) view: solves L_k Z = (X − μ_k)ᵀ in place
-        solve_triangular(lower[k], out[k].T, lower=True, overwrite_b=True, check_finite=False)
+        _solve_lower_inplace(lower[k], out[k])
     return out
 
 
 def _whiten_tied(X, means, lower, out):
     # L⁻¹(x − μ_k) = L⁻¹x − L⁻¹μ_k: one triangular solve for the chunk
     np.copyto(out[0], X)
-    solve_triangular(lower, out[0].T, lower=True, overwrite_b=True, check_finite=False)
+    _solve_lower_inplace(lower, out[0])
     shifts = solve_triangular(lower, means.T, lower=True, check_finite=False).T
     for k in range(len(means) - 1, -1, -1):
         np.subtract(out[0], shifts[k], out=out[k])

@@ -15,7 +15,6 @@ from typing import Mapping, NamedTuple
 
 import numpy as np
 from scipy.cluster.vq import kmeans2
-from scipy.special import logsumexp
 from threadpoolctl import threadpool_limits
 
 from ._validation import (
@@ -110,8 +109,12 @@ class _Pass:
         def chunk(a, b):
             log_prob, Y = self._log_prob(a, b, params, factor, log_det)
             if resp is None:
-                log_norm = logsumexp(log_prob, axis=1)  # log p(x_n)          (eq. 1.2)
-                R = np.exp(log_prob - log_norm[:, None])  # r_nk             (eq. 3.0)
+                # log-sum-exp, sharing its exponentials with the responsibilities
+                top = log_prob.max(axis=1, keepdims=True)
+                R = np.exp(log_prob - top)
+                total = R.sum(axis=1, keepdims=True)
+                R /= total  # r_nk                                               (eq. 3.0)
+                log_norm = (top + np.log(total))[:, 0]  # log p(x_n)              (eq. 1.2)
             else:
                 log_norm, R = np.zeros(b - a), np.array(resp[a:b], dtype=float)
             if self.w is not None:
@@ -262,8 +265,10 @@ def _check_params(init, K: int, d: int, structure: CovarianceStructure) -> Mixtu
 
 
 # ============================================================================ the loop
-def _log_posterior(log_lik: float, params: MixtureParams, prior: GMMPrior | None) -> float:
-    return log_lik if prior is None else log_lik + prior.logpdf(*params)
+def _log_posterior(log_lik: float, params: MixtureParams, factor, prior: GMMPrior | None):
+    if prior is None:
+        return log_lik
+    return log_lik + prior.logpdf_factored(params.weights, params.means, factor)
 
 
 def _run_em(em_pass: _Pass, start, prior, tol: float, max_iter: int):
@@ -286,8 +291,8 @@ def _run_em(em_pass: _Pass, start, prior, tol: float, max_iter: int):
     while True:
         factor = structure.factor(params.covariances)
         stats = em_pass.stats(params, factor)
-        history.append(_log_posterior(stats.log_likelihood, params, prior))
-        if len(history) > 1 and abs(history[-1] - history[-2]) <= tol * abs(history[-1]):
+        history.append(_log_posterior(stats.log_likelihood, params, factor, prior))
+        if len(history) > 1 and abs(history[-1] - history[-2]) < tol * abs(history[-1]):
             converged = True
             break
         if n_iter >= max_iter:
@@ -328,7 +333,8 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
     n_init : int
         Restarts for the random methods; the fit with the highest log posterior is kept.
     tol : float
-        Stop when |Δ log posterior| ≤ tol · |log posterior|.
+        Stop when |Δ log posterior| < tol · |log posterior|; ``tol=0`` runs exactly
+        ``max_iter`` iterations.
     max_iter : int
         Maximum number of M-steps per restart.
     sample_weight : array-like, shape (n_samples,), optional

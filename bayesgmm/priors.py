@@ -11,15 +11,17 @@ MAP-EM path and the PyMC path evaluate it through :meth:`GMMPrior.logpdf`.
 from __future__ import annotations
 
 import numbers
+import warnings
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 from scipy.special import gammaln, multigammaln, xlogy
 
 from ._validation import check_data, check_n_components, check_spd
-from .covariance import get_structure
+from .covariance import SingularCovarianceError, get_structure
 
-__all__ = ["GMMPrior", "default_prior", "dirichlet_logpdf", "invwishart_logpdf"]
+__all__ = ["GMMPrior", "default_prior", "dirichlet_logpdf", "invwishart_kernel"]
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -159,6 +161,17 @@ class GMMPrior:
         self.concentration_for(n_components)
 
     # ------------------------------------------------------------------ density
+    @cached_property
+    def _scale_factor(self) -> np.ndarray:
+        """Cholesky factor of Ψ0 (standard deviations for a scalar or per-coordinate scale)."""
+        return np.linalg.cholesky(self.scale) if self.scale.ndim == 2 else np.sqrt(self.scale)
+
+    @cached_property
+    def _iw_log_normaliser(self) -> float:
+        """−νb/2 log 2 − log Γ_b(ν/2) of one inverse-Wishart block (the Ψ0 part varies)."""
+        b = self.n_features if self._structure.prior_scale_ndim == 2 else 1
+        return -0.5 * self.dof * b * np.log(2.0) - multigammaln(0.5 * self.dof, b)
+
     def logpdf(self, weights, means, covariances) -> float:
         """Normalised log prior density log p(π) + log p(Σ) + log p(μ | Σ).
 
@@ -179,18 +192,32 @@ class GMMPrior:
         means = np.asarray(means, dtype=float)
         covariances = np.asarray(covariances, dtype=float)
         K, d = means.shape
-        if covariances.shape != s.shape(K, d) or weights.shape != (K,):
+        if covariances.shape != s.shape(K, d) or weights.shape != (K,) or d != self.n_features:
             raise ValueError(
-                f"expected weights {(K,)}, means {(K, d)} and {s.name} covariances "
-                f"{s.shape(K, d)}; got {weights.shape}, {means.shape}, {covariances.shape}"
+                f"expected weights {(K,)}, means {(K, self.n_features)} and {s.name} covariances "
+                f"{s.shape(K, self.n_features)}; got {weights.shape}, {means.shape}, "
+                f"{covariances.shape}"
             )
-        # log p(π): Dirichlet(α)
-        lp = dirichlet_logpdf(weights, self.concentration_for(K))
-        # log p(Σ): a product of inverse-Wisharts over the structure's blocks
-        lp += invwishart_logpdf(s.blocks(covariances), self.dof, self.block_scales(K)).sum()
-        if self.shrinkage > 0 and np.isfinite(lp):
-            # log p(μ_k | Σ_k) = log N(μ_k | m0, Σ_k / κ0), through the structure's Cholesky factor
+        try:
             factor = s.factor(covariances)
+        except SingularCovarianceError:
+            return -np.inf
+        return self.logpdf_factored(weights, means, factor)
+
+    def logpdf_factored(self, weights: np.ndarray, means: np.ndarray, factor: np.ndarray) -> float:
+        """:meth:`logpdf` given the structure's Cholesky ``factor`` of the covariances.
+
+        log p(π) = log Dirichlet(π | α)
+        log p(Σ) = Σ_blocks log IW(Σ_block | ν0, Ψ0_block)                 (derivation eq. 4.0)
+        log p(μ | Σ) = Σ_k log N(μ_k | m0, Σ_k / κ0)            (omitted for κ0 = 0, flat prior)
+        """
+        s = self._structure
+        K, d = means.shape
+        lp = dirichlet_logpdf(weights, self.concentration_for(K))
+        scale_factor = s.blocks(np.broadcast_to(self._scale_factor, s.shape(K, d)))
+        lp += (self._iw_log_normaliser
+               + invwishart_kernel(s.blocks(factor), self.dof, scale_factor)).sum()
+        if self.shrinkage > 0 and np.isfinite(lp):
             y = s.whiten(self.mean[None, :], means, factor, np.empty((K, 1, d)))[:, 0, :]
             lp += np.sum(
                 0.5 * d * (np.log(self.shrinkage) - _LOG_2PI)
@@ -214,37 +241,55 @@ def dirichlet_logpdf(weights: np.ndarray, alpha: np.ndarray) -> float:
     )
 
 
-def invwishart_logpdf(covs: np.ndarray, dof: float, scales: np.ndarray) -> np.ndarray:
-    """log IW(Σ | ν, Ψ) for a stack of b × b matrices (−inf where Σ is not SPD).
+def invwishart_kernel(cov_factor: np.ndarray, dof: float, scale_factor: np.ndarray) -> np.ndarray:
+    """log IW(Σ | ν, Ψ) without its −νb/2 log 2 − log Γ_b(ν/2) term, from Cholesky factors.
 
-    log IW = ν/2 log|Ψ| − νb/2 log 2 − log Γ_b(ν/2) − (ν+b+1)/2 log|Σ| − ½ tr(Ψ Σ⁻¹)
+    ν/2 log|Ψ| − (ν+b+1)/2 log|Σ| − ½ tr(Ψ Σ⁻¹), with tr(Ψ Σ⁻¹) = ‖L_Σ⁻¹ L_Ψ‖²_F.
 
     Parameters
     ----------
-    covs, scales : ndarray, shape (B, b, b)
+    cov_factor, scale_factor : ndarray, shape (B, b, b)
+        Lower Cholesky factors of Σ and Ψ per block.
     dof : float
 
     Returns
     -------
     ndarray, shape (B,)
     """
-    b = covs.shape[-1]
-    out = np.full(covs.shape[0], -np.inf)
-    try:
-        chol = np.linalg.cholesky(covs)
-    except np.linalg.LinAlgError:
-        return out
-    log_det_cov = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
-    log_det_scale = np.linalg.slogdet(scales)[1]
-    trace = np.trace(np.linalg.solve(covs, scales), axis1=-2, axis2=-1)
-    out[:] = (
-        0.5 * dof * log_det_scale
-        - 0.5 * dof * b * np.log(2.0)
-        - multigammaln(0.5 * dof, b)
-        - 0.5 * (dof + b + 1) * log_det_cov
-        - 0.5 * trace
-    )
-    return out
+    b = cov_factor.shape[-1]
+    log_det_cov = 2.0 * np.log(np.diagonal(cov_factor, axis1=-2, axis2=-1)).sum(-1)
+    log_det_scale = 2.0 * np.log(np.diagonal(scale_factor, axis1=-2, axis2=-1)).sum(-1)
+    whitened = np.linalg.solve(cov_factor, scale_factor) if b > 1 else scale_factor / cov_factor
+    trace = np.square(whitened).sum(axis=(-2, -1))
+    return 0.5 * dof * log_det_scale - 0.5 * (dof + b + 1) * log_det_cov - 0.5 * trace
+
+
+def _data_covariance(X: np.ndarray) -> np.ndarray:
+    """cov(X) (n − 1 denominator), made positive definite when the data do not span R^d.
+
+    With n ≤ d only the diagonal is kept, as mclust does.  Constant or collinear columns leave
+    the covariance singular, and a prior scale built from it would let a component collapse onto
+    that subspace; a ridge of 10⁻³ × the mean variance is then added to the diagonal (with a
+    warning), so every posterior covariance stays positive definite.
+    """
+    n, d = X.shape
+    cov = np.atleast_2d(np.cov(X, rowvar=False))
+    if n <= d:
+        cov = np.diag(np.diag(cov))
+    mean_var = np.trace(cov) / d
+    if not mean_var > 0:
+        raise ValueError("every column of X is constant; a data-scaled prior needs some spread")
+    eigvals = np.linalg.eigvalsh(cov)
+    if eigvals[0] <= 1e-10 * eigvals[-1]:
+        constant = np.flatnonzero(np.diag(cov) <= 1e-10 * mean_var)
+        what = (f"constant column(s) {constant.tolist()}" if constant.size
+                else "collinear columns")
+        warnings.warn(
+            f"the data covariance is singular ({what}); the default prior adds "
+            f"1e-3 × the mean variance ({1e-3 * mean_var:.3g}) to its diagonal", UserWarning,
+            stacklevel=3)
+        cov = cov + 1e-3 * mean_var * np.eye(d)
+    return cov
 
 
 def default_prior(X, n_components: int, covariance: str = "full", style: str = "default") -> GMMPrior:
@@ -276,9 +321,7 @@ def default_prior(X, n_components: int, covariance: str = "full", style: str = "
     if n < 2:
         raise ValueError("a data-scaled prior needs at least 2 samples to estimate a covariance")
     factor = K ** (-2.0 / d)
-    cov = np.atleast_2d(np.cov(X, rowvar=False))
-    if n <= d:  # the sample covariance is singular: keep its diagonal (as mclust does)
-        cov = np.diag(np.diag(cov))
+    cov = _data_covariance(X)
     if structure.prior_scale_ndim == 2:
         scale = cov * factor
     elif structure.prior_scale_ndim == 1 and style == "default":

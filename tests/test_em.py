@@ -1,0 +1,228 @@
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
+from sklearn.mixture import GaussianMixture
+
+import bayesgmm as bg
+from tests.conftest import STRUCTURES, blobs
+from tests.reference import log_likelihood, log_prior, random_parameters
+
+
+def _datasets():
+    yield "faithful", bg.load_dataset("faithful").to_numpy()
+    yield "iris", bg.load_dataset("iris").to_numpy()
+    yield "blobs", blobs(seed=3, n=240, d=3, K=3)
+
+
+@pytest.mark.parametrize("covariance", STRUCTURES)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("prior", ["default", None])
+def test_log_posterior_never_decreases(covariance, weighted, prior):
+    rng = np.random.default_rng(1)
+    for _, X in _datasets():
+        w = rng.uniform(0.2, 3.0, size=len(X)) if weighted else None
+        fit = bg.fit_map(X, 3, covariance, prior=prior, sample_weight=w, init="kmeans++",
+                         random_state=2, tol=0, max_iter=60, warn_convergence=False)
+        # rounding of a sum of N log densities: a few ulps of |log p|
+        slack = 1e-12 * np.abs(fit.history).max()
+        assert np.all(np.diff(fit.history) >= -slack)
+        assert fit.history.size == fit.n_iter + 1
+
+
+@pytest.mark.parametrize("covariance", STRUCTURES)
+def test_reported_log_posterior_matches_scipy(covariance):
+    X = blobs(seed=4)
+    w = np.random.default_rng(0).uniform(0.5, 2, len(X))
+    fit = bg.fit_map(X, 3, covariance, sample_weight=w, random_state=0)
+    ll = log_likelihood(X, fit.weights, fit.means, fit.covariances, covariance, w)
+    lp = log_prior(fit.prior, fit.weights, fit.means, fit.covariances, covariance)
+    assert fit.log_likelihood == pytest.approx(ll, rel=1e-12)
+    assert fit.log_posterior == pytest.approx(ll + lp, rel=1e-12)
+
+
+def _sklearn_precisions(covariances, covariance):
+    c = np.asarray(covariances)
+    return np.linalg.inv(c) if covariance in ("full", "tied") else 1.0 / c
+
+
+@pytest.mark.parametrize("covariance", STRUCTURES)
+@pytest.mark.parametrize("data", ["faithful", "iris", "blobs"])
+def test_maximum_likelihood_equals_sklearn(covariance, data):
+    X = dict(_datasets())[data]
+    K, n_iter = 3, 25
+    start = bg.fit_map(X, K, covariance, prior=None, init="random", random_state=5, max_iter=2,
+                       warn_convergence=False)
+    ours = bg.fit_map(X, K, covariance, prior=None, init=start, tol=0, max_iter=n_iter,
+                      warn_convergence=False)
+    sk = GaussianMixture(K, covariance_type=covariance, reg_covar=0.0, tol=0.0, max_iter=n_iter,
+                         weights_init=start.weights, means_init=start.means,
+                         precisions_init=_sklearn_precisions(start.covariances, covariance))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SklearnConvergenceWarning)
+        sk.fit(X)
+    assert ours.n_iter == sk.n_iter_ == n_iter
+    np.testing.assert_allclose(ours.weights, sk.weights_, rtol=1e-10, atol=0)
+    np.testing.assert_allclose(ours.means, sk.means_, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(ours.covariances, sk.covariances_, rtol=1e-10, atol=0)
+    np.testing.assert_allclose(ours.predict_proba(X), sk.predict_proba(X), atol=1e-10)
+    assert ours.score_samples(X) == pytest.approx(sk.score_samples(X), rel=1e-10)
+
+
+@pytest.mark.parametrize("covariance", STRUCTURES)
+def test_integer_sample_weights_equal_repeated_rows(covariance):
+    X = blobs(seed=6, n=90)
+    counts = np.random.default_rng(0).integers(0, 4, size=len(X))
+    start = random_parameters(np.random.default_rng(1), 3, 3, covariance)
+    init = dict(zip(("weights", "means", "covariances"), start))
+    a = bg.fit_map(X, 3, covariance, prior=bg.default_prior(np.repeat(X, counts, 0), 3,
+                   covariance), init=init, sample_weight=counts, tol=0, max_iter=30,
+                   warn_convergence=False)
+    b = bg.fit_map(np.repeat(X, counts, 0), 3, covariance, prior=a.prior, init=init, tol=0,
+                   max_iter=30, warn_convergence=False)
+    for name in ("weights", "means", "covariances", "history"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("covariance", STRUCTURES)
+def test_random_state_reproduces_bit_for_bit(covariance):
+    X = blobs(seed=8)
+    a = bg.fit_map(X, 4, covariance, n_init=3, random_state=11)
+    b = bg.fit_map(X, 4, covariance, n_init=3, random_state=11)
+    threaded = bg.fit_map(X, 4, covariance, n_init=3, random_state=11, n_threads=2)
+    for name in ("weights", "means", "covariances", "history"):
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name))
+    np.testing.assert_allclose(a.covariances, threaded.covariances, rtol=1e-12)
+
+
+def test_chunked_pass_equals_single_chunk():
+    from bayesgmm.em import _Pass, MixtureParams
+    from bayesgmm.covariance import get_structure
+
+    X = blobs(seed=2, n=999)
+    s = get_structure("full")
+    p = MixtureParams(*random_parameters(np.random.default_rng(3), 3, 3, "full"))
+    one = _Pass(X, None, s, 3, chunk_rows=len(X)).stats(p, s.factor(p.covariances))
+    many = _Pass(X, None, s, 3, chunk_rows=64, n_threads=2).stats(p, s.factor(p.covariances))
+    assert one.log_likelihood == pytest.approx(many.log_likelihood, rel=1e-13)
+    np.testing.assert_allclose(one.moment, many.moment, rtol=1e-12)
+
+
+def test_restarts_keep_the_best_log_posterior():
+    X = bg.load_dataset("faithful")
+    singles = [bg.fit_map(X, 3, random_state=np.random.default_rng(s), init="random")
+               for s in range(4)]
+    best = bg.fit_map(X, 3, init="random", n_init=6, random_state=0)
+    assert best.log_posterior >= max(f.log_posterior for f in singles) - 1e-6
+
+
+def test_responsibility_init_starts_with_an_m_step():
+    X = blobs(seed=1)
+    labels = np.repeat([0, 1, 2], 100)
+    R = np.eye(3)[labels]
+    fit = bg.fit_map(X, 3, "full", prior=None, init=R, max_iter=0, warn_convergence=False)
+    for k in range(3):
+        Xk = X[labels == k]
+        np.testing.assert_allclose(fit.means[k], Xk.mean(0), rtol=1e-12)
+        np.testing.assert_allclose(fit.covariances[k], np.cov(Xk.T, bias=True), rtol=1e-11)
+    assert fit.n_iter == 0 and fit.weights == pytest.approx([1 / 3] * 3)
+
+
+def test_faithful_k3_needs_hundreds_of_iterations():
+    # DESIGN §3: a loose tolerance stops far from the fixed point
+    X = bg.load_dataset("faithful")
+    tight = bg.fit_map(X, 3, random_state=0, tol=1e-12, max_iter=5000)
+    assert tight.converged and tight.n_iter > 100
+
+
+def test_convergence_warning():
+    with pytest.warns(bg.ConvergenceWarning, match="max_iter=2"):
+        bg.fit_map(bg.load_dataset("faithful"), 3, max_iter=2, random_state=0)
+
+
+# ------------------------------------------------------------------ degenerate data
+def _degenerate(kind):
+    X = blobs(seed=0, n=150, d=3)
+    if kind == "constant column":
+        X[:, 1] = 4.2
+    elif kind == "duplicated column":
+        X[:, 2] = X[:, 0]
+    else:  # duplicated points: one cluster collapses onto a single point
+        X[:50] = X[0]
+    return X
+
+
+@pytest.mark.parametrize("kind", ["constant column", "duplicated column", "duplicated points"])
+@pytest.mark.parametrize("covariance", STRUCTURES)
+def test_degenerate_data_fit_fine_under_a_prior(kind, covariance):
+    X = _degenerate(kind)
+    if kind == "constant column":
+        with pytest.warns(UserWarning, match=r"constant column\(s\) \[1\]"):
+            fit = bg.fit_map(X, 3, covariance, random_state=0)
+    elif kind == "duplicated column":
+        with pytest.warns(UserWarning, match="collinear columns"):
+            fit = bg.fit_map(X, 3, covariance, random_state=0)
+    else:
+        fit = bg.fit_map(X, 3, covariance, random_state=0)
+    dense = fit.covariance_matrices
+    assert np.all(np.linalg.eigvalsh(dense) > 0) and np.isfinite(fit.log_posterior)
+
+
+@pytest.mark.parametrize("kind", ["constant column", "duplicated column", "duplicated points"])
+def test_degenerate_data_fail_clearly_without_prior(kind):
+    X = _degenerate(kind)
+    R = np.eye(3)[np.repeat([0, 1, 2], 50)]
+    with pytest.raises(ValueError, match=r"prior=None.*component \d.*prior='default'"):
+        bg.fit_map(X, 3, "full", prior=None, init=R)
+
+
+# ------------------------------------------------------------------ bad input
+X_OK = blobs(seed=0, n=30, d=2)
+
+
+@pytest.mark.parametrize(
+    "X, kwargs, error, message",
+    [
+        (np.where(np.arange(60).reshape(30, 2) == 7, np.nan, X_OK), {}, ValueError,
+         r"1 NaN or infinite value\(s\) in 1 row\(s\), the first in row 3"),
+        (np.where(np.arange(60).reshape(30, 2) >= 40, np.inf, X_OK), {}, ValueError,
+         r"20 NaN or infinite value\(s\) in 10 row\(s\), the first in row 20"),
+        (X_OK[:, 0], {}, ValueError, r"2-D.*1-D.*reshape\(-1, 1\)"),
+        (X_OK[None], {}, ValueError, "2-D.*3-D"),
+        (np.empty((0, 2)), {}, ValueError, "empty"),
+        (X_OK[:2], {}, ValueError, "n_components=3 exceeds the number of samples"),
+        (X_OK, dict(n_components=0), ValueError, "n_components must be at least 1"),
+        (X_OK.astype(str), {}, TypeError, "must be numeric"),
+        (np.array([["a", 1.0]] * 5, dtype=object), {}, TypeError, "non-numeric"),
+        (X_OK, dict(covariance="ful"), ValueError, "not a covariance structure"),
+        (X_OK, dict(init="kmeans"), ValueError, "not a method"),
+        (X_OK, dict(init=np.ones((30, 2)) / 2), ValueError, r"shape .* \(30, 3\)"),
+        (X_OK, dict(init=np.full((30, 3), 0.5)), ValueError, "rows must sum to 1.*row 0"),
+        (X_OK, dict(sample_weight=-np.ones(30)), ValueError, "non-negative"),
+        (X_OK, dict(prior=bg.GMMPrior(mean=[0, 0], shrinkage=1, dof=3, scale=np.eye(2),
+                                      concentration=0.5)), ValueError, "α_k ≥ 1"),
+        (X_OK, dict(prior=bg.GMMPrior(mean=[0, 0, 0], shrinkage=1, dof=4, scale=np.eye(3))),
+         ValueError, "d=3 features but the data have 2"),
+        (X_OK, dict(prior=bg.GMMPrior(mean=[0, 0], shrinkage=1, dof=3, scale=np.eye(2),
+                                      covariance="tied")), ValueError, "covariance='tied'"),
+        (X_OK, dict(prior="flat"), ValueError, "style must be"),
+        (X_OK, dict(prior={"dof": 3}), TypeError, "prior must be a GMMPrior"),
+        (X_OK, dict(n_init=0), ValueError, "n_init must be at least 1"),
+        (X_OK, dict(tol=-1.0), ValueError, "tol must be"),
+    ],
+)
+def test_bad_input_is_named(X, kwargs, error, message):
+    kwargs = {"n_components": 3, **kwargs}
+    with pytest.raises(error, match=message):
+        bg.fit_map(X, **kwargs)
+
+
+def test_init_parameters_are_validated():
+    with pytest.raises(ValueError, match=r"init means must have shape \(3, 2\)"):
+        bg.fit_map(X_OK, 3, init={"weights": np.ones(3) / 3, "means": np.zeros((2, 2)),
+                                  "covariances": np.stack([np.eye(2)] * 3)})
+    with pytest.raises(ValueError, match="component 1 is singular"):
+        bg.fit_map(X_OK, 3, init={"weights": np.ones(3) / 3, "means": np.zeros((3, 2)),
+                                  "covariances": np.stack([np.eye(2), np.zeros((2, 2)),
+                                                           np.eye(2)])})
