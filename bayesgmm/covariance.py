@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 from scipy.linalg import solve_triangular
-from scipy.linalg.blas import dtrsm
+from scipy.linalg.blas import dsyrk, dtrsm
 
 __all__ = ["CovarianceStructure", "STRUCTURES", "SingularCovarianceError", "get_structure"]
 
@@ -58,9 +58,14 @@ class CovarianceStructure:
         log det Σ_k per component.
     whiten : callable (X (n, d), means (K, d), factor, out (K, n, d)) -> out
         y_nk = L_k⁻¹ (x_n − μ_k), written into ``out``.
-    moment : callable (Y (K, n, d), R (n, K)) -> moment
-        Whitened weighted second moment Σ_n r_nk y_nk y_nkᵀ, reduced to what the structure
-        needs: (K, d, d) full/tied, (K, d) diag, (K,) spherical.
+    mahalanobis : callable (Z (n, d), means (K, d), factor, scratch (K, n, d)) -> (maha, cache)
+        ‖L_k⁻¹ (z_n − μ_k)‖², shape (n, K), and what ``accumulate`` reuses for the chunk.
+    accumulate : callable (Z, cache, R (n, K)) -> (A1, A2)
+        Per-chunk weighted sums: whitened Σ r y and Σ r y yᵀ (full, tied), or the raw Σ r z and
+        Σ r z² (diag; spherical: Σ r ‖z‖²) that ``finish`` centres after the pass.
+    finish : callable (n_k, A1, A2, means, factor) -> (s1 (K, d), moment)
+        The pass totals as whitened statistics about μ_k: s1 = Σ r y and the moment Σ r y yᵀ,
+        reduced to (K, d, d) full/tied, (K, d) diag, (K,) spherical.
     unwhiten : callable (factor, V (K, d)) -> (K, d)
         v ↦ L_k v.
     scatter : callable (factor, M, s1 (K, d), n_k (K,)) -> per-component scatter
@@ -88,7 +93,9 @@ class CovarianceStructure:
     factor: Callable
     log_det: Callable
     whiten: Callable
-    moment: Callable
+    mahalanobis: Callable
+    accumulate: Callable
+    finish: Callable
     unwhiten: Callable
     scatter: Callable
     reduce: Callable
@@ -175,17 +182,67 @@ def _whiten_scaled(X, means, sd, out):
     return out
 
 
-# ----------------------------------------------------------------------------- moments
-def _moment_matrix(Y, R):
-    return np.matmul(Y.transpose(0, 2, 1), Y * R.T[:, :, None])
+# ----------------------------------------------------------------------------- chunk passes
+def _mahalanobis_whitened(whiten):
+    """Full/tied: whiten the chunk, keep Y (K, n, d) for the moments."""
+    def mahalanobis(Z, means, factor, scratch):
+        Y = whiten(Z, means, factor, scratch)
+        return np.einsum("knd,knd->nk", Y, Y), Y
+    return mahalanobis
 
 
-def _moment_diag(Y, R):
-    return np.matmul(R.T[:, None, :], Y * Y)[:, 0, :]
+def _accumulate_whitened(Z, Y, R):
+    s1 = np.matmul(R.T[:, None, :], Y)[:, 0, :]
+    K, _, d = Y.shape
+    moment = np.empty((K, d, d))
+    for k in range(K):
+        # Σ_n r_nk y yᵀ as one rank-n update (syrk: half a GEMM's flops) of √r-scaled rows,
+        # in place: Y is not needed after this chunk
+        Y[k] *= np.sqrt(R[:, k])[:, None]
+        upper = dsyrk(1.0, Y[k].T, lower=0)
+        moment[k] = np.triu(upper) + np.triu(upper, 1).T
+    return s1, moment
 
 
-def _moment_spherical(Y, R):
-    return np.einsum("kn,knd,knd->k", R.T, Y, Y, optimize=True)
+def _mahalanobis_diag(Z, means, sd, scratch):
+    # Σ_j (z_j − μ_kj)² / σ²_kj = z² · P − 2 z · (μ P) + μ² · P, as two GEMMs (P = 1/σ²)
+    precision = 1.0 / np.square(sd)
+    Z2 = np.square(Z, out=scratch[0])
+    maha = Z2 @ precision.T
+    maha -= 2.0 * (Z @ (means * precision).T)
+    maha += (np.square(means) * precision).sum(1)
+    return maha, Z2
+
+
+def _mahalanobis_spherical(Z, means, sd, scratch):
+    precision = 1.0 / np.square(sd)
+    z2 = np.einsum("nd,nd->n", Z, Z)
+    maha = np.multiply.outer(z2, precision)
+    maha -= 2.0 * (Z @ means.T) * precision
+    maha += np.einsum("kd,kd->k", means, means) * precision
+    return maha, z2
+
+
+def _accumulate_raw(Z, Z2, R):
+    return R.T @ Z, R.T @ Z2
+
+
+def _finish_whitened(n_k, A1, A2, means, factor):
+    return A1, A2
+
+
+def _finish_diag(n_k, A1, A2, means, sd):
+    # Σ r (z − μ)² = Σ r z² − 2 μ Σ r z + N μ²; whitened by σ
+    s1 = (A1 - n_k[:, None] * means) / sd
+    moment = (A2 - 2.0 * means * A1 + n_k[:, None] * np.square(means)) / np.square(sd)
+    return s1, moment
+
+
+def _finish_spherical(n_k, A1, A2, means, sd):
+    s1 = (A1 - n_k[:, None] * means) / sd[:, None]
+    moment = (A2 - 2.0 * np.einsum("kd,kd->k", means, A1)
+              + n_k * np.einsum("kd,kd->k", means, means)) / np.square(sd)
+    return s1, moment
 
 
 def _unwhiten_full(lower, V):
@@ -233,7 +290,9 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         factor=lambda c: _cholesky_stack(c, list(range(len(c)))),
         log_det=lambda L, K, d: _diag_log_det(L),
         whiten=_whiten_full,
-        moment=_moment_matrix,
+        mahalanobis=_mahalanobis_whitened(_whiten_full),
+        accumulate=_accumulate_whitened,
+        finish=_finish_whitened,
         unwhiten=_unwhiten_full,
         scatter=_scatter_full,
         reduce=lambda outer: outer,
@@ -252,7 +311,9 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         factor=lambda c: _cholesky_stack(c[None], [None])[0],
         log_det=lambda L, K, d: np.full(K, _diag_log_det(L)),
         whiten=_whiten_tied,
-        moment=_moment_matrix,
+        mahalanobis=_mahalanobis_whitened(_whiten_tied),
+        accumulate=_accumulate_whitened,
+        finish=_finish_whitened,
         unwhiten=_unwhiten_tied,
         scatter=_scatter_tied,
         reduce=lambda outer: outer,
@@ -271,7 +332,9 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         factor=_sd,
         log_det=lambda sd, K, d: 2.0 * np.log(sd).sum(-1),
         whiten=_whiten_scaled,
-        moment=_moment_diag,
+        mahalanobis=_mahalanobis_diag,
+        accumulate=_accumulate_raw,
+        finish=_finish_diag,
         unwhiten=_unwhiten_scaled,
         scatter=_scatter_diag,
         reduce=lambda outer: np.diagonal(outer, axis1=-2, axis2=-1),
@@ -290,7 +353,9 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         factor=_sd,
         log_det=lambda sd, K, d: 2.0 * d * np.log(sd),
         whiten=_whiten_scaled,
-        moment=_moment_spherical,
+        mahalanobis=_mahalanobis_spherical,
+        accumulate=_accumulate_raw,
+        finish=_finish_spherical,
         unwhiten=_unwhiten_scaled,
         scatter=_scatter_spherical,
         reduce=lambda outer: np.trace(outer, axis1=-2, axis2=-1),
