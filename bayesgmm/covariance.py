@@ -82,7 +82,10 @@ class CovarianceStructure:
     mean_multiplicity : callable (K, d) -> int
         How many mean priors N(μ_k | m0, Σ_k/κ0) contain one block's variance.
     expand : callable (covariances, K, d) -> (K, d, d)
-        Dense covariance matrices.
+        Dense covariance matrices; written with broadcasting only, so it serves numpy arrays
+        and PyTensor tensors alike.
+    dims : tuple of str
+        Named dims of ``covariances`` (xarray results and PyMC coords share them).
     prior_scale_ndim : int
         ndim of Ψ0 accepted by this structure (2, 2, 1 or 0).
     """
@@ -105,6 +108,7 @@ class CovarianceStructure:
     block_counts: Callable
     mean_multiplicity: Callable
     expand: Callable
+    dims: tuple
     prior_scale_ndim: int
 
 
@@ -302,6 +306,7 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         block_counts=lambda n_k, d: n_k,
         mean_multiplicity=lambda K, d: 1,
         expand=lambda c, K, d: c,
+        dims=("component", "feature", "feature_bis"),
         prior_scale_ndim=2,
     ),
     "tied": CovarianceStructure(
@@ -322,7 +327,8 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         from_blocks=lambda b, K, d: b[0],
         block_counts=lambda n_k, d: np.atleast_1d(n_k.sum()),
         mean_multiplicity=lambda K, d: K,
-        expand=lambda c, K, d: np.broadcast_to(c, (K, d, d)),
+        expand=lambda c, K, d: c[None] * np.ones((K, 1, 1)),
+        dims=("feature", "feature_bis"),
         prior_scale_ndim=2,
     ),
     "diag": CovarianceStructure(
@@ -344,6 +350,7 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         block_counts=lambda n_k, d: np.repeat(n_k, d),
         mean_multiplicity=lambda K, d: 1,
         expand=lambda c, K, d: c[:, :, None] * np.eye(d),
+        dims=("component", "feature"),
         prior_scale_ndim=1,
     ),
     "spherical": CovarianceStructure(
@@ -365,6 +372,7 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         block_counts=lambda n_k, d: d * n_k,
         mean_multiplicity=lambda K, d: d,
         expand=lambda c, K, d: c[:, None, None] * np.eye(d),
+        dims=("component",),
         prior_scale_ndim=0,
     ),
 }

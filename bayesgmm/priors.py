@@ -16,12 +16,14 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
-from scipy.special import gammaln, multigammaln, xlogy
+from scipy.special import gammaln, xlogy
+
+from ._ops import NUMPY_OPS
 
 from ._validation import check_data, check_n_components, check_spd
 from .covariance import SingularCovarianceError, get_structure
 
-__all__ = ["GMMPrior", "default_prior", "dirichlet_logpdf", "invwishart_kernel"]
+__all__ = ["GMMPrior", "default_prior", "dirichlet_logpdf", "invwishart_logpdf"]
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -166,12 +168,6 @@ class GMMPrior:
         """Cholesky factor of Ψ0 (standard deviations for a scalar or per-coordinate scale)."""
         return np.linalg.cholesky(self.scale) if self.scale.ndim == 2 else np.sqrt(self.scale)
 
-    @cached_property
-    def _iw_log_normaliser(self) -> float:
-        """−νb/2 log 2 − log Γ_b(ν/2) of one inverse-Wishart block (the Ψ0 part varies)."""
-        b = self.n_features if self._structure.prior_scale_ndim == 2 else 1
-        return -0.5 * self.dof * b * np.log(2.0) - multigammaln(0.5 * self.dof, b)
-
     def logpdf(self, weights, means, covariances) -> float:
         """Normalised log prior density log p(π) + log p(Σ) + log p(μ | Σ).
 
@@ -215,8 +211,7 @@ class GMMPrior:
         K, d = means.shape
         lp = dirichlet_logpdf(weights, self.concentration_for(K))
         scale_factor = s.blocks(np.broadcast_to(self._scale_factor, s.shape(K, d)))
-        lp += (self._iw_log_normaliser
-               + invwishart_kernel(s.blocks(factor), self.dof, scale_factor)).sum()
+        lp += invwishart_logpdf(s.blocks(factor), self.dof, scale_factor).sum()
         if self.shrinkage > 0 and np.isfinite(lp):
             y = s.whiten(self.mean[None, :], means, factor, np.empty((K, 1, d)))[:, 0, :]
             lp += np.sum(
@@ -241,27 +236,38 @@ def dirichlet_logpdf(weights: np.ndarray, alpha: np.ndarray) -> float:
     )
 
 
-def invwishart_kernel(cov_factor: np.ndarray, dof: float, scale_factor: np.ndarray) -> np.ndarray:
-    """log IW(Σ | ν, Ψ) without its −νb/2 log 2 − log Γ_b(ν/2) term, from Cholesky factors.
+def multigammaln(a, b: int, ops=NUMPY_OPS):
+    """log Γ_b(a) = b(b−1)/4 log π + Σ_{j=1..b} log Γ(a + (1 − j)/2)."""
+    return b * (b - 1) / 4.0 * np.log(np.pi) + sum(ops.gammaln(a + 0.5 * (1 - j))
+                                                     for j in range(1, b + 1))
 
-    ν/2 log|Ψ| − (ν+b+1)/2 log|Σ| − ½ tr(Ψ Σ⁻¹), with tr(Ψ Σ⁻¹) = ‖L_Σ⁻¹ L_Ψ‖²_F.
+
+def invwishart_logpdf(cov_factor, dof, scale_factor, ops=NUMPY_OPS):
+    """log IW(Σ | ν, Ψ) from Cholesky factors, batched over leading axes.
+
+    log IW = ν/2 log|Ψ| − νb/2 log 2 − log Γ_b(ν/2) − (ν+b+1)/2 log|Σ| − ½ tr(Ψ Σ⁻¹),
+    with log|Σ| = 2 Σ log diag L_Σ and tr(Ψ Σ⁻¹) = ‖L_Σ⁻¹ L_Ψ‖²_F (no inverse is formed).
+    Written once against ``ops`` (numpy or PyTensor): the MAP-EM prior and the PyMC
+    :class:`~bayesgmm.distributions.InverseWishart` both evaluate this function.
 
     Parameters
     ----------
-    cov_factor, scale_factor : ndarray, shape (B, b, b)
-        Lower Cholesky factors of Σ and Ψ per block.
-    dof : float
+    cov_factor, scale_factor : array, shape (..., b, b)
+        Lower Cholesky factors of Σ and Ψ (b = 1: standard deviations of IG(ν/2, ψ/2) variates).
+    dof : float or tensor
+    ops : namespace
+        :data:`bayesgmm._ops.NUMPY_OPS` or :func:`bayesgmm._ops.pytensor_ops`.
 
     Returns
     -------
-    ndarray, shape (B,)
+    array, shape (...)
     """
-    b = cov_factor.shape[-1]
-    log_det_cov = 2.0 * np.log(np.diagonal(cov_factor, axis1=-2, axis2=-1)).sum(-1)
-    log_det_scale = 2.0 * np.log(np.diagonal(scale_factor, axis1=-2, axis2=-1)).sum(-1)
-    whitened = np.linalg.solve(cov_factor, scale_factor) if b > 1 else scale_factor / cov_factor
-    trace = np.square(whitened).sum(axis=(-2, -1))
-    return 0.5 * dof * log_det_scale - 0.5 * (dof + b + 1) * log_det_cov - 0.5 * trace
+    b = ops.matrix_size(cov_factor)
+    log_det_cov = 2.0 * ops.sum(ops.log(ops.diagonal(cov_factor)), axis=-1)
+    log_det_scale = 2.0 * ops.sum(ops.log(ops.diagonal(scale_factor)), axis=-1)
+    trace = ops.sum(ops.square(ops.solve_lower(cov_factor, scale_factor)), axis=(-2, -1))
+    return (0.5 * dof * log_det_scale - 0.5 * dof * b * np.log(2.0)
+            - multigammaln(0.5 * dof, b, ops) - 0.5 * (dof + b + 1) * log_det_cov - 0.5 * trace)
 
 
 def _data_covariance(X: np.ndarray) -> np.ndarray:

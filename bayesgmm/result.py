@@ -157,10 +157,7 @@ class MixtureFit:
 
         K, d = self.n_components, self.n_features
         features = list(self.feature_names) if self.feature_names else [f"x{j}" for j in range(d)]
-        cov_dims = {"full": ("component", "feature", "feature_bis"),
-                    "tied": ("feature", "feature_bis"),
-                    "diag": ("component", "feature"),
-                    "spherical": ("component",)}[self.covariance]
+        cov_dims = get_structure(self.covariance).dims
         return xr.Dataset(
             {"weights": (("component",), np.array(self.weights)),
              "means": (("component", "feature"), np.array(self.means)),
