@@ -1,8 +1,8 @@
 """bayesgmm — Bayesian Gaussian mixture models.
 
 One model (Dirichlet weights, normal–inverse-Wishart means and covariances, Gaussian components)
-and two inference paths over the same density: MAP-EM (:func:`fit_map`) and, in later modules,
-the full posterior in PyMC.  ``import bayesgmm`` imports numpy, scipy and xarray-free code only.
+and two inference paths over the same density: MAP-EM (:func:`fit_map`) and the full posterior in
+PyMC (:func:`build_model`, :func:`sample_posterior`).  ``import bayesgmm`` does not import PyMC.
 """
 
 from .covariance import STRUCTURES
@@ -16,21 +16,29 @@ __version__ = "0.1.0"
 __all__ = [
     "ConvergenceWarning",
     "GMMPrior",
+    "InverseWishart",
     "MAPGaussianMixture",
     "MixtureFit",
     "MixtureParams",
     "STRUCTURES",
+    "build_model",
     "default_prior",
     "fit_map",
     "load",
     "load_dataset",
+    "sample_posterior",
 ]
 
 
-def __getattr__(name):
-    # scikit-learn is optional: the estimator wrapper loads on first use
-    if name == "MAPGaussianMixture":
-        from .estimator import MAPGaussianMixture
+# Loaded on first use: PyMC (the posterior path) and scikit-learn (the estimator) are heavy,
+# and `import bayesgmm` must not import them.
+_LAZY = {"MAPGaussianMixture": "estimator", "build_model": "posterior",
+         "sample_posterior": "posterior", "InverseWishart": "distributions"}
 
-        return MAPGaussianMixture
+
+def __getattr__(name):
+    if name in _LAZY:
+        from importlib import import_module
+
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'bayesgmm' has no attribute {name!r}")

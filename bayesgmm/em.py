@@ -25,7 +25,7 @@ from ._validation import (
     feature_names_of,
 )
 from .covariance import CovarianceStructure, SingularCovarianceError, get_structure
-from .priors import GMMPrior, default_prior
+from .priors import GMMPrior, resolve_prior
 
 __all__ = ["fit_map", "MixtureParams", "ConvergenceWarning", "log_prob_chunks"]
 
@@ -375,17 +375,12 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
     n_threads = check_positive_int(n_threads, "n_threads")
     if not (isinstance(tol, (int, float)) and tol >= 0):
         raise ValueError(f"tol must be a non-negative number, got {tol!r}")
-    if isinstance(prior, str):
-        prior = default_prior(X, K, structure.name, style=prior)
-    elif prior is not None:
-        if not isinstance(prior, GMMPrior):
-            raise TypeError(f"prior must be a GMMPrior, 'default', 'mclust' or None, got {prior!r}")
-        prior.check_compatible(K, d, structure.name)
-        if np.any(prior.concentration_for(K) < 1):
-            raise ValueError(
-                "MAP-EM needs concentration α_k ≥ 1 (for α_k < 1 the posterior mode of π lies on "
-                "the boundary of the simplex); use α ≥ 1 or the full posterior"
-            )
+    prior = resolve_prior(prior, X, K, structure.name)
+    if prior is not None and np.any(prior.concentration_for(K) < 1):
+        raise ValueError(
+            "MAP-EM needs concentration α_k ≥ 1 (for α_k < 1 the posterior mode of π lies on "
+            "the boundary of the simplex); use α ≥ 1 or the full posterior"
+        )
     rng = np.random.default_rng(random_state)
 
     if isinstance(init, str):

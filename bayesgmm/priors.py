@@ -23,7 +23,7 @@ from ._ops import NUMPY_OPS
 from ._validation import check_data, check_n_components, check_spd
 from .covariance import SingularCovarianceError, get_structure
 
-__all__ = ["GMMPrior", "default_prior", "dirichlet_logpdf", "invwishart_logpdf"]
+__all__ = ["GMMPrior", "default_prior", "resolve_prior", "dirichlet_logpdf", "invwishart_logpdf"]
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -336,3 +336,20 @@ def default_prior(X, n_components: int, covariance: str = "full", style: str = "
         scale = np.trace(cov) / d * factor
     return GMMPrior(mean=X.mean(axis=0), shrinkage=0.01, dof=d + 2, scale=scale,
                     concentration=1.0, covariance=structure.name)
+
+
+def resolve_prior(prior, X: np.ndarray, n_components: int, covariance: str,
+                  allow_none: bool = True) -> GMMPrior | None:
+    """A validated prior for a (K, d, covariance) model from a :class:`GMMPrior`, a
+    :func:`default_prior` style name ("default", "mclust") or None (no prior)."""
+    if isinstance(prior, str):
+        return default_prior(X, n_components, covariance, style=prior)
+    if prior is None:
+        if not allow_none:
+            raise ValueError("the full posterior needs a proper prior: pass a GMMPrior, "
+                             "'default' or 'mclust' (prior=None is maximum likelihood)")
+        return None
+    if not isinstance(prior, GMMPrior):
+        raise TypeError(f"prior must be a GMMPrior, 'default', 'mclust' or None, got {prior!r}")
+    prior.check_compatible(n_components, X.shape[1], covariance)
+    return prior

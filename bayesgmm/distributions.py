@@ -1,0 +1,109 @@
+"""An inverse-Wishart distribution for PyMC, with the covariance matrix as the value variable.
+
+PyMC ships no inverse-Wishart; its Wishart has no transform, and a Wishart on the precision has its
+mode elsewhere than the inverse-Wishart on the covariance.  Here Σ itself is the value variable:
+its log density is :func:`bayesgmm.priors.invwishart_logpdf` (the one definition the MAP-EM prior
+uses), and :class:`LogCholesky` maps it bijectively to unconstrained space so NUTS can sample it,
+while ``compile_logp(jacobian=False)`` and ``pm.find_MAP`` see the density in Σ-space.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from pymc.logprob.transforms import Transform
+from pytensor.tensor.slinalg import cholesky
+from scipy import stats
+
+from ._ops import pytensor_ops
+from .priors import invwishart_logpdf
+
+__all__ = ["InverseWishart", "LogCholesky"]
+
+
+class LogCholesky(Transform):
+    """Σ (…, d, d) symmetric positive definite ↔ z (…, d(d+1)/2) unconstrained.
+
+    z packs the lower triangle of the Cholesky factor L (Σ = L Lᵀ) row by row, with the diagonal
+    on the log scale.  The map z ↦ Σ has log |Jacobian| = d log 2 + Σ_i (d − i + 2) z_ii
+    (i = 1..d): d log 2 + Σ_i (d − i + 1) log L_ii for L ↦ L Lᵀ, plus Σ_i log L_ii for
+    L_ii = exp(z_ii).
+    """
+
+    name = "log_cholesky"
+
+    def __init__(self, d: int):
+        self.d = int(d)
+        rows, cols = np.tril_indices(self.d)
+        self.rows, self.cols = rows, cols
+        self.diag_positions = np.flatnonzero(rows == cols)
+        # exponent of exp(z_ii) in the Jacobian: d − i + 2 for 1-based row i
+        self.jacobian_weights = (self.d - np.arange(self.d) + 1).astype(float)
+
+    def forward(self, value, *inputs):
+        L = cholesky(value, lower=True, on_error="nan")
+        packed = L[..., self.rows, self.cols]
+        return pt.set_subtensor(packed[..., self.diag_positions],
+                                pt.log(packed[..., self.diag_positions]))
+
+    def _factor(self, value):
+        entries = pt.set_subtensor(value[..., self.diag_positions],
+                                   pt.exp(value[..., self.diag_positions]))
+        L = pt.zeros((*tuple(value.shape)[:-1], self.d, self.d), dtype=value.dtype)
+        return pt.set_subtensor(L[..., self.rows, self.cols], entries)
+
+    def backward(self, value, *inputs):
+        L = self._factor(value)
+        return L @ pt.swapaxes(L, -1, -2)
+
+    def log_jac_det(self, value, *inputs):
+        diag = value[..., self.diag_positions]
+        return self.d * np.log(2.0) + pt.sum(diag * self.jacobian_weights, axis=-1)
+
+
+def _logp(value, nu, scale):
+    ops = pytensor_ops()
+    chol_value = cholesky(value, lower=True, on_error="nan")
+    chol_scale = cholesky(scale, lower=True, on_error="nan")
+    return invwishart_logpdf(chol_value, nu, chol_scale, ops)
+
+
+def _random(nu, scale, rng=None, size=None):
+    """Draws with scipy's invwishart; parameters broadcast over the batch ``size``."""
+    nu, scale = np.asarray(nu, dtype=float), np.asarray(scale, dtype=float)
+    core = scale.shape[-2:]
+    size = tuple(size) if size is not None else np.broadcast_shapes(nu.shape, scale.shape[:-2])
+    nu, scale = np.broadcast_to(nu, size), np.broadcast_to(scale, size + core)
+    out = np.empty(size + core)
+    for idx in np.ndindex(*size):
+        out[idx] = stats.invwishart.rvs(df=nu[idx], scale=scale[idx], random_state=rng)
+    return out
+
+
+def _support_point(rv, size, nu, scale):
+    """The mode Ψ / (ν + d + 1)."""
+    d = scale.shape[-1]
+    mode = scale / (nu + d + 1)
+    return mode if rv.ndim == 2 else pt.broadcast_to(mode, rv.shape)
+
+
+def InverseWishart(name: str, nu, scale, **kwargs):
+    """Inverse-Wishart IW(ν, Ψ) random variable on covariance matrices (PyMC model context).
+
+    Parameters
+    ----------
+    name : str
+    nu : float
+        Degrees of freedom ν > d − 1.
+    scale : array, shape (d, d)
+        Ψ, symmetric positive definite.
+    **kwargs
+        ``dims``, ``shape``, ``initval`` … as for any PyMC variable; leading (batch) dims give
+        independent matrices, e.g. ``dims=("component", "feature", "feature_bis")``.
+    """
+    d = int(np.shape(scale)[-1])
+    nu, scale = pt.as_tensor(np.float64(nu)), pt.as_tensor(np.asarray(scale, dtype=np.float64))
+    return pm.CustomDist(name, nu, scale, logp=_logp, random=_random,
+                         support_point=_support_point, signature="(),(d,d)->(d,d)",
+                         transform=LogCholesky(d), **kwargs)

@@ -1,0 +1,205 @@
+"""The full posterior in PyMC: the MAP-EM model's prior and likelihood, sampled with NUTS.
+
+    weights      ~ Dirichlet(α)                                  (K = 1: fixed at 1)
+    covariances  ~ InverseWishart(ν0, Ψ0)   full (per component) / tied (one matrix)
+                   InverseGamma(ν0/2, ψ0/2) diag (per variance) / spherical (per component)
+    means | Σ    ~ MvNormal(m0, Σ_k / κ0)                        (κ0 = 0: Flat)
+    x_n          ~ Σ_k π_k N(μ_k, Σ_k)                           (labels marginalised)
+
+The prior's parameters are read from the same :class:`~bayesgmm.GMMPrior` object that
+:func:`~bayesgmm.fit_map` uses, and ``compile_logp(jacobian=False)`` of this model at a MAP-EM
+estimate equals that fit's ``log_posterior`` (``tests/test_posterior.py``).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from contextlib import contextmanager
+
+import numpy as np
+import pymc as pm
+import pytensor.tensor as pt
+from pytensor.tensor.slinalg import cholesky, solve_triangular
+from threadpoolctl import threadpool_limits
+
+from ._validation import check_data, check_n_components, check_positive_int, feature_names_of
+from .covariance import get_structure
+from .distributions import InverseWishart
+from .em import fit_map
+from .health import SamplerWarning, sampler_health
+from .priors import resolve_prior
+from .result import MixtureFit
+
+__all__ = ["build_model", "sample_posterior"]
+
+_LOG_2PI = float(np.log(2.0 * np.pi))
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _mixture_logp(value, weights, means, chol):
+    """log Σ_k π_k N(x_n | μ_k, L_k L_kᵀ) per row, vectorised over components.
+
+    Parameters
+    ----------
+    value : (N, d);  weights : (K,);  means : (K, d);  chol : (K, d, d) lower Cholesky factors
+
+    Returns
+    -------
+    (N,)
+    """
+    # PyMC hands the parameters over with the observations' batch dims (all of size 1 here)
+    weights, means, chol = (p[(0,) * (p.ndim - core)]
+                            for p, core in ((weights, 1), (means, 2), (chol, 3)))
+    d = chol.type.shape[-1]
+    centred = value.T[None, :, :] - means[:, :, None]  # (K, d, N)
+    y = solve_triangular(chol, centred, lower=True)  # L_k⁻¹ (x_n − μ_k), batched over K
+    log_det = 2.0 * pt.sum(pt.log(pt.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)  # (K,)
+    joint = (pt.log(weights)[:, None]
+             - 0.5 * (d * _LOG_2PI + log_det[:, None] + pt.sum(pt.square(y), axis=1)))
+    return pt.logsumexp(joint, axis=0)
+
+
+def _prepare(X, n_components, covariance, prior):
+    names = feature_names_of(X)
+    X = check_data(X)
+    n, d = X.shape
+    K = check_n_components(n_components, n)
+    structure = get_structure(covariance)
+    prior = resolve_prior(prior, X, K, structure.name, allow_none=False)
+    return X, names or tuple(f"x{j}" for j in range(d)), K, structure, prior
+
+
+def build_model(X, n_components: int, covariance: str = "full", prior="default") -> pm.Model:
+    """The PyMC model of the Gaussian mixture under the conjugate prior.
+
+    Parameters
+    ----------
+    X : array-like, shape (n_samples, n_features)
+    n_components : int
+    covariance : {"full", "tied", "diag", "spherical"}
+    prior : GMMPrior, "default" or "mclust"
+        The same prior object :func:`~bayesgmm.fit_map` takes (a proper prior is required).
+
+    Returns
+    -------
+    pymc.Model
+        Free variables ``weights`` (component), ``means`` (component, feature) and
+        ``covariances`` (the structure's dims, as :meth:`MixtureFit.to_xarray`), and the
+        observed ``x`` (obs, feature) whose pointwise log density is the marginal mixture density.
+    """
+    X, features, K, structure, prior = _prepare(X, n_components, covariance, prior)
+    n, d = X.shape
+    coords = {"component": np.arange(K), "feature": list(features),
+              "feature_bis": list(features), "obs": np.arange(n)}
+    with pm.Model(coords=coords) as model:
+        if K > 1:
+            weights = pm.Dirichlet("weights", a=prior.concentration_for(K), dims="component")
+        else:
+            weights = pm.Deterministic("weights", pt.ones(1), dims="component")
+        if structure.prior_scale_ndim == 2:
+            covariances = InverseWishart("covariances", prior.dof, prior.scale,
+                                         dims=structure.dims)
+        else:  # IG(ν0/2, ψ0/2) = the 1 × 1 inverse-Wishart (derivation §4)
+            scale = np.broadcast_to(prior.scale, structure.shape(K, d))
+            covariances = pm.InverseGamma("covariances", alpha=prior.dof / 2, beta=scale / 2,
+                                          dims=structure.dims)
+        chol = cholesky(structure.expand(covariances, K, d), lower=True, on_error="nan")
+        if prior.shrinkage > 0:
+            means = pm.MvNormal("means", mu=prior.mean, chol=chol / np.sqrt(prior.shrinkage),
+                                dims=("component", "feature"))
+        else:
+            means = pm.Flat("means", dims=("component", "feature"))
+        pm.CustomDist("x", weights, means, chol, logp=_mixture_logp, observed=X,
+                      signature="(k),(k,d),(k,d,d)->(d)", dims=("obs", "feature"))
+    return model
+
+
+@contextmanager
+def _single_threaded_blas():
+    """One BLAS thread here and in sampler worker processes (they inherit the environment)."""
+    saved = {name: os.environ.get(name) for name in _BLAS_ENV}
+    os.environ.update({name: "1" for name in _BLAS_ENV})
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _check_init(init, K: int, d: int, covariance: str) -> MixtureFit:
+    if not isinstance(init, MixtureFit):
+        raise TypeError(f"init must be a MixtureFit from bg.fit_map or None, got {type(init)}")
+    if (init.n_components, init.n_features, init.covariance) != (K, d, covariance):
+        raise ValueError(
+            f"init is a fit with K={init.n_components}, d={init.n_features}, "
+            f"covariance={init.covariance!r}, but the model has K={K}, d={d}, "
+            f"covariance={covariance!r}"
+        )
+    return init
+
+
+def _initial_values(fit: MixtureFit) -> dict:
+    values = {"means": np.array(fit.means), "covariances": np.array(fit.covariances)}
+    if fit.n_components > 1:
+        # an emptied component (π_k = 0) lies on the simplex boundary: nudge it inside
+        weights = np.maximum(fit.weights, 1e-8)
+        values["weights"] = weights / weights.sum()
+    return values
+
+
+def sample_posterior(X, n_components: int, covariance: str = "full", prior="default", *,
+                     init: MixtureFit | None = None, draws: int = 1000, tune: int = 1000,
+                     chains: int = 4, cores: int | None = None, random_seed=None,
+                     progressbar: bool = True, target_accept: float = 0.9, **sample_kwargs):
+    """Sample the full posterior with NUTS, starting every chain at the MAP-EM estimate.
+
+    Parameters
+    ----------
+    X, n_components, covariance, prior
+        As for :func:`build_model`.
+    init : MixtureFit, optional
+        Starting point for every chain; by default ``fit_map`` is run (4 restarts, seeded by
+        ``random_seed``).  Starting all chains at one mode keeps them in one labelling.
+    draws, tune, chains : int
+        Kept draws and tuning steps per chain; number of chains.
+    cores : int, optional
+        Worker processes (default: min(chains, CPUs)).  BLAS is limited to one thread in each.
+    random_seed : int, optional
+    progressbar : bool
+    target_accept : float
+    **sample_kwargs
+        Passed to :func:`pymc.sample`.
+
+    Returns
+    -------
+    arviz.InferenceData
+        Groups ``posterior``, ``sample_stats``, ``log_likelihood`` (``x``, pointwise over
+        ``obs``), ``log_prior`` and ``observed_data``; ``posterior.attrs["sampler_health"]``
+        holds divergences, R-hat, ESS and label agreement (see :func:`bayesgmm.health.sampler_health`).
+    """
+    X, _, K, structure, prior = _prepare(X, n_components, covariance, prior)
+    draws = check_positive_int(draws, "draws")
+    tune = check_positive_int(tune, "tune", minimum=0)
+    chains = check_positive_int(chains, "chains")
+    if init is None:
+        init = fit_map(X, K, structure.name, prior=prior, n_init=4, tol=1e-10, max_iter=5000,
+                       random_state=random_seed, warn_convergence=False)
+    init = _check_init(init, K, X.shape[1], structure.name)
+    model = build_model(X, K, structure.name, prior)
+    cores = cores if cores is not None else min(chains, os.cpu_count() or 1)
+    with _single_threaded_blas():
+        idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores,
+                          random_seed=random_seed, initvals=_initial_values(init),
+                          init="adapt_diag", progressbar=progressbar, target_accept=target_accept,
+                          idata_kwargs={"log_likelihood": True}, model=model, **sample_kwargs)
+        pm.compute_log_prior(idata, model=model, progressbar=False)
+    health = sampler_health(idata, init)
+    idata.posterior.attrs["sampler_health"] = health.to_json()
+    for problem in health.problems():
+        warnings.warn(problem, SamplerWarning, stacklevel=2)
+    return idata
