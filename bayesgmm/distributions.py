@@ -31,7 +31,8 @@ class LogCholesky(Transform):
     L_ii = exp(z_ii).
     """
 
-    name = "log_cholesky"
+    # no underscore: PyMC recovers variable names by splitting "<name>_<transform>__" on "_"
+    name = "logcholesky"
 
     def __init__(self, d: int):
         self.d = int(d)
