@@ -99,14 +99,16 @@ def sampler_health(idata, pivot) -> SamplerHealth:
     """Health of a run; ``pivot`` is the :class:`~bayesgmm.MixtureFit` the chains started at."""
     import arviz as az
 
-    post = idata.posterior[[p for p in PARAMETERS if p in idata.posterior]]
+    # parameters that vary (with K = 1 the weights are the constant 1 and have no R-hat)
+    post = idata.posterior[[p for p in PARAMETERS
+                            if p in idata.posterior and float(idata.posterior[p].std()) > 0]]
     rhat = az.rhat(post)
     ess_bulk = az.ess(post, method="bulk")
     ess_tail = az.ess(post, method="tail")
 
     def extreme(ds, fn):
         values = np.concatenate([np.ravel(ds[v].values) for v in ds.data_vars])
-        values = values[np.isfinite(values)]  # constant entries (e.g. K = 1 weights) have none
+        values = values[np.isfinite(values)]
         return float(fn(values)) if values.size else float("nan")
 
     labellings = chain_labellings(idata.posterior, np.asarray(pivot.means),
