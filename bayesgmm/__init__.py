@@ -22,6 +22,8 @@ __all__ = [
     "MixtureParams",
     "STRUCTURES",
     "build_model",
+    "compare",
+    "relabel",
     "default_prior",
     "fit_map",
     "load",
@@ -32,7 +34,8 @@ __all__ = [
 
 # Loaded on first use: PyMC (the posterior path) and scikit-learn (the estimator) are heavy,
 # and `import bayesgmm` must not import them.
-_LAZY = {"MAPGaussianMixture": "estimator", "build_model": "posterior",
+_LAZY = {"MAPGaussianMixture": "estimator", "build_model": "posterior", "compare": "comparison",
+         "relabel": "relabelling", "Report": "comparison",
          "sample_posterior": "posterior", "InverseWishart": "distributions"}
 
 

@@ -1,0 +1,142 @@
+"""Figures of a :class:`~bayesgmm.comparison.Report`; each function returns a matplotlib Figure.
+
+Nothing is drawn at import; matplotlib is imported on first use.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .relabelling import dense_draws
+
+__all__ = ["plot_ellipses", "plot_forest", "plot_marginals", "plot_traces", "REPORT_FIGURES"]
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _ellipse(ax, mean, cov, n_sd=2.0, **kwargs):
+    """The n_sd contour of N(mean, cov) in 2-D, from the Cholesky factor."""
+    t = np.linspace(0, 2 * np.pi, 100)
+    circle = np.stack([np.cos(t), np.sin(t)])
+    path = mean[:, None] + n_sd * np.linalg.cholesky(cov) @ circle
+    ax.plot(path[0], path[1], **kwargs)
+
+
+def plot_ellipses(report, features=(0, 1), n_draws: int = 40, random_state=0):
+    """Data with the MAP's 2-sd covariance ellipses over those of posterior draws.
+
+    For d = 1: a histogram with the MAP's component densities over the draws'.
+    """
+    plt = _plt()
+    fit = report.fit
+    weights, means, dense = dense_draws(report.posterior, fit.covariance)
+    rng = np.random.default_rng(random_state)
+    pick = rng.choice(len(weights), size=min(n_draws, len(weights)), replace=False)
+    map_dense = fit.covariance_matrices
+    names = list(fit.to_xarray()["feature"].values)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if fit.n_features == 1:
+        grid = np.linspace(*_range(report, fit, 0), 300)
+        if report.X is not None:
+            ax.hist(report.X[:, 0], bins=30, density=True, color="0.85")
+        for k in range(fit.n_components):
+            c = colors[k % len(colors)]
+            for s in pick:
+                ax.plot(grid, _normal(grid, weights[s, k], means[s, k, 0], dense[s, k, 0, 0]),
+                        color=c, alpha=0.15, lw=0.8)
+            ax.plot(grid, _normal(grid, fit.weights[k], fit.means[k, 0], map_dense[k, 0, 0]),
+                    color=c, lw=2.5, label=f"component {k} (MAP)")
+        ax.set_xlabel(names[0])
+        ax.set_ylabel("density")
+    else:
+        i, j = features
+        sub = np.ix_([i, j], [i, j])
+        if report.X is not None:
+            ax.scatter(report.X[:, i], report.X[:, j], s=6, color="0.6")
+        for k in range(fit.n_components):
+            c = colors[k % len(colors)]
+            for s in pick:
+                _ellipse(ax, means[s, k, [i, j]], dense[s, k][sub], color=c, alpha=0.15, lw=0.8)
+            _ellipse(ax, np.asarray(fit.means[k, [i, j]]), map_dense[k][sub], color=c, lw=2.5,
+                     label=f"component {k} (MAP)")
+        ax.set_xlabel(names[i])
+        ax.set_ylabel(names[j])
+    ax.set_title("MAP (thick) and posterior draws (thin)")
+    ax.legend(loc="best", fontsize="small")
+    return fig
+
+
+def _range(report, fit, j):
+    if report.X is not None:
+        lo, hi = report.X[:, j].min(), report.X[:, j].max()
+    else:
+        sd = np.sqrt(fit.covariance_matrices[:, j, j]).max()
+        lo, hi = fit.means[:, j].min() - 3 * sd, fit.means[:, j].max() + 3 * sd
+    pad = 0.1 * (hi - lo + 1e-12)
+    return lo - pad, hi + pad
+
+
+def _normal(x, weight, mean, var):
+    return weight * np.exp(-0.5 * (x - mean) ** 2 / var) / np.sqrt(2 * np.pi * var)
+
+
+def plot_forest(report):
+    """Posterior HDIs (lines), means (dots) and the MAP (crosses), one row per parameter."""
+    plt = _plt()
+    t = report.table
+    fig, ax = plt.subplots(figsize=(6, 0.28 * len(t) + 1.2))
+    y = np.arange(len(t))[::-1]
+    # each row on its own scale: (value − posterior mean) / posterior sd
+    scale = t["sd"].where(t["sd"] > 0, 1.0)
+    lo = (t["hdi_lower"] - t["mean"]) / scale
+    hi = (t["hdi_upper"] - t["mean"]) / scale
+    ax.hlines(y, lo, hi, color="C0", lw=2, label=f"{report.hdi_prob:.0%} HDI")
+    ax.plot(np.zeros(len(t)), y, "o", color="C0", label="posterior mean")
+    ax.plot(t["std_diff"], y, "x", color="C3", ms=8, mew=2, label="MAP")
+    ax.set_yticks(y, t.index)
+    ax.axvline(0, color="0.8", lw=0.8)
+    ax.set_xlabel("(value − posterior mean) / posterior sd")
+    ax.legend(loc="lower right", fontsize="small")
+    return fig
+
+
+def plot_marginals(report, max_panels: int = 24):
+    """Marginal posterior densities (histograms of the draws) with the MAP as a line."""
+    plt = _plt()
+    t = report.table.iloc[:max_panels]
+    cols = min(4, len(t))
+    rows = int(np.ceil(len(t) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.2 * rows), squeeze=False)
+    post = report.posterior
+    from .comparison import _entries
+
+    panels = [(label, name, coords) for name in ("weights", "means", "covariances")
+              for label, coords in _entries(name, post[name])][:max_panels]
+    for ax, (label, name, coords) in zip(axes.ravel(), panels):
+        draws = post[name].isel(coords).values.ravel()
+        ax.hist(draws, bins=40, density=True, color="C0", alpha=0.6)
+        ax.axvline(t.loc[label, "map"], color="C3", lw=2)
+        ax.set_title(label, fontsize="small")
+        ax.tick_params(labelsize="x-small")
+    for ax in axes.ravel()[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_traces(report):
+    """ArviZ trace plots of the relabelled draws."""
+    import arviz as az
+
+    axes = az.plot_trace(report.posterior, var_names=["weights", "means", "covariances"],
+                         compact=True)
+    return np.ravel(axes)[0].figure
+
+
+REPORT_FIGURES = {"ellipses": plot_ellipses, "forest": plot_forest,
+                  "marginals": plot_marginals, "trace": plot_traces}
