@@ -15,13 +15,12 @@ import pandas as pd
 import xarray as xr
 
 from .covariance import get_structure
+from .health import PARAMETERS, convergence_summary
 from .relabelling import (
-    PARAMETERS,
     Relabelling,
     classification_log_probabilities,
     dense_draws,
     gaussian_kl,
-    max_rhat,
     relabel,
 )
 
@@ -219,22 +218,6 @@ class Report:
         return folder
 
 
-def _convergence(post: xr.Dataset, idata) -> dict:
-    import arviz as az
-
-    names = [p for p in PARAMETERS if float(post[p].std()) > 0]
-    ess_bulk, ess_tail = az.ess(post[names], method="bulk"), az.ess(post[names], method="tail")
-
-    def smallest(ds):
-        vals = np.concatenate([np.ravel(ds[n].values) for n in names])
-        return float(np.nanmin(vals))
-
-    divergences = (int(idata.sample_stats["diverging"].sum())
-                   if hasattr(idata, "sample_stats") and "diverging" in idata.sample_stats else 0)
-    return {"max_rhat": max_rhat(post), "min_ess_bulk": smallest(ess_bulk),
-            "min_ess_tail": smallest(ess_tail), "divergences": divergences}
-
-
 def _kl_table(post: xr.Dataset, fit) -> pd.DataFrame:
     _, means, dense = dense_draws(post, fit.covariance)
     map_means, map_dense = np.asarray(fit.means), fit.covariance_matrices
@@ -309,4 +292,5 @@ def compare(fit, idata, *, method: str = "pivot", hdi_prob: float = 0.94) -> Rep
         kl=_kl_table(rpost, fit),
         clustering=_clustering(rpost, fit, X) if X is not None else {},
         predictive=_predictive(idata, fit, X) if X is not None else {},
-        convergence=_convergence(rpost, idata), hdi_prob=hdi_prob, X=X)
+        convergence=convergence_summary(rpost, getattr(idata, "sample_stats", None)),
+        hdi_prob=hdi_prob, X=X)

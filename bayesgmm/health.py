@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["SamplerHealth", "SamplerWarning", "sampler_health", "chain_labellings"]
+__all__ = ["SamplerHealth", "SamplerWarning", "sampler_health", "chain_labellings",
+           "convergence_summary", "max_rhat", "PARAMETERS"]
 
 PARAMETERS = ("weights", "means", "covariances")
 
@@ -95,29 +96,43 @@ def chain_labellings(posterior, pivot_means: np.ndarray, pivot_covariances: np.n
     return out
 
 
-def sampler_health(idata, pivot) -> SamplerHealth:
-    """Health of a run; ``pivot`` is the :class:`~bayesgmm.MixtureFit` the chains started at."""
+def _varying(posterior) -> list[str]:
+    """The mixture parameters present and not constant (K = 1 weights are the constant 1)."""
+    return [p for p in PARAMETERS if p in posterior and float(posterior[p].std()) > 0]
+
+
+def _extreme(ds, fn) -> float:
+    values = np.concatenate([np.ravel(ds[v].values) for v in ds.data_vars])
+    values = values[np.isfinite(values)]
+    return float(fn(values)) if values.size else float("nan")
+
+
+def max_rhat(posterior) -> float:
+    """Largest rank-normalised split R-hat over the entries of weights, means, covariances."""
     import arviz as az
 
-    # parameters that vary (with K = 1 the weights are the constant 1 and have no R-hat)
-    post = idata.posterior[[p for p in PARAMETERS
-                            if p in idata.posterior and float(idata.posterior[p].std()) > 0]]
-    rhat = az.rhat(post)
-    ess_bulk = az.ess(post, method="bulk")
-    ess_tail = az.ess(post, method="tail")
+    return _extreme(az.rhat(posterior[_varying(posterior)]), np.max)
 
-    def extreme(ds, fn):
-        values = np.concatenate([np.ravel(ds[v].values) for v in ds.data_vars])
-        values = values[np.isfinite(values)]
-        return float(fn(values)) if values.size else float("nan")
 
+def convergence_summary(posterior, sample_stats=None) -> dict:
+    """max R-hat, min bulk and tail ESS over the mixture parameters, and divergences."""
+    import arviz as az
+
+    post = posterior[_varying(posterior)]
+    divergences = (int(sample_stats["diverging"].sum())
+                   if sample_stats is not None and "diverging" in sample_stats else 0)
+    return {"max_rhat": _extreme(az.rhat(post), np.max),
+            "min_ess_bulk": _extreme(az.ess(post, method="bulk"), np.min),
+            "min_ess_tail": _extreme(az.ess(post, method="tail"), np.min),
+            "divergences": divergences}
+
+
+def sampler_health(idata, pivot) -> SamplerHealth:
+    """Health of a run; ``pivot`` is the :class:`~bayesgmm.MixtureFit` the chains started at."""
     labellings = chain_labellings(idata.posterior, np.asarray(pivot.means),
                                   pivot.covariance_matrices)
     return SamplerHealth(
-        divergences=int(idata.sample_stats["diverging"].sum()),
-        max_rhat=extreme(rhat, np.max),
-        min_ess_bulk=extreme(ess_bulk, np.min),
-        min_ess_tail=extreme(ess_tail, np.min),
+        **convergence_summary(idata.posterior, idata.sample_stats),
         chain_labellings=labellings,
         chains_disagree=any(lab != labellings[0] for lab in labellings),
     )

@@ -22,11 +22,9 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
 from .covariance import get_structure
+from .health import max_rhat
 
 __all__ = ["Relabelling", "relabel", "gaussian_kl", "dense_draws", "apply_permutations"]
-
-PARAMETERS = ("weights", "means", "covariances")
-
 
 def _solve(A, B):
     return np.linalg.solve(A, B)
@@ -150,17 +148,6 @@ class Relabelling:
     rhat_before: float
     rhat_after: float
     method: str
-
-
-def max_rhat(posterior: xr.Dataset) -> float:
-    """Largest R-hat over the varying entries of weights, means and covariances."""
-    import arviz as az
-
-    names = [p for p in PARAMETERS if p in posterior and float(posterior[p].std()) > 0]
-    rhat = az.rhat(posterior[names])
-    values = np.concatenate([np.ravel(rhat[n].values) for n in names])
-    values = values[np.isfinite(values)]
-    return float(values.max()) if values.size else float("nan")
 
 
 def relabel(posterior: xr.Dataset, pivot, method: str = "pivot", X=None) -> Relabelling:

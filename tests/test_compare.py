@@ -227,3 +227,28 @@ def test_bad_input_is_named(synthetic):
     structure = "diag" if fit.covariance != "diag" else "full"
     with pytest.raises(ValueError, match="sample the same structure"):
         bg.compare(bg.fit_map(X, 2, structure, random_state=0), idata)
+
+
+# ------------------------------------------------------------------ large and small samples
+@pytest.mark.slow
+def test_diagnostics_see_bernstein_von_mises_and_its_failure():
+    """N = 5000: the MAP sits inside every 94 % HDI and |MAP − mean| / sd is small (the
+    posterior is nearly Gaussian around the mode; the gap is O(1/√N) in sd units, plus Monte
+    Carlo noise ~1/√ESS ≈ 0.05).  N = 30: the covariance mode lies well below the posterior mean,
+    by (1 − (ν_n − d − 1)/(ν_n + d + 2)) ≈ 30 % of it, about 0.8 posterior sd for ν_n ≈ 19."""
+    large = mixture_data(5000, 2, seed=7)
+    fit = bg.fit_map(large, 2, "full", random_state=0)
+    idata = bg.sample_posterior(large, 2, "full", fit.prior, init=fit, draws=500, tune=500,
+                                chains=2, random_seed=1, progressbar=False)
+    t = bg.compare(fit, idata).table
+    assert t["map_in_hdi"].all()
+    assert t["std_diff"].abs().max() < 0.3
+
+    small = mixture_data(30, 2, seed=8)
+    fit = bg.fit_map(small, 2, "full", random_state=0)
+    idata = bg.sample_posterior(small, 2, "full", fit.prior, init=fit, draws=1000, tune=1000,
+                                chains=2, random_seed=2, progressbar=False)
+    t = bg.compare(fit, idata).table
+    variances = t[[("covariances" in i) and (i.split(", ")[1] == i.split(", ")[2][:-1])
+                   for i in t.index]]
+    assert variances["std_diff"].min() < -0.5
