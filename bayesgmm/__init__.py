@@ -8,7 +8,7 @@ PyMC (:func:`build_model`, :func:`sample_posterior`).  ``import bayesgmm`` does 
 from .covariance import STRUCTURES
 from .datasets import load_dataset
 from .em import ConvergenceWarning, MixtureParams, fit_map
-from .priors import GMMPrior, default_prior
+from .priors import GMMPrior, default_prior, power_scale
 from .result import MixtureFit, load
 
 __version__ = "0.1.0"
@@ -28,6 +28,7 @@ __all__ = [
     "fit_map",
     "load",
     "load_dataset",
+    "power_scale",
     "sample_posterior",
 ]
 

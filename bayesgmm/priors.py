@@ -23,7 +23,7 @@ from ._ops import NUMPY_OPS
 from ._validation import check_data, check_n_components, check_spd
 from .covariance import SingularCovarianceError, get_structure
 
-__all__ = ["GMMPrior", "default_prior", "resolve_prior", "dirichlet_logpdf", "invwishart_logpdf"]
+__all__ = ["GMMPrior", "default_prior", "power_scale", "resolve_prior", "dirichlet_logpdf", "invwishart_logpdf"]
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -353,3 +353,45 @@ def resolve_prior(prior, X: np.ndarray, n_components: int, covariance: str,
         raise TypeError(f"prior must be a GMMPrior, 'default', 'mclust' or None, got {prior!r}")
     prior.check_compatible(n_components, X.shape[1], covariance)
     return prior
+
+
+def power_scale(prior: GMMPrior, a: float, n_components: int | None = None) -> GMMPrior:
+    """The conjugate prior proportional to p(θ)^a (derivation §6).
+
+    Every factor stays in its family: Dirichlet α → a(α − 1) + 1; each inverse-Wishart block of
+    size b keeps its Ψ0 → aΨ0, and the |Σ| exponents of the block's inverse-Wishart and of the
+    m mean priors it carries (|Σ|^(−1/2) each when κ0 > 0) scale together:
+    ν0 → a(ν0 + b + 1 + δm) − (b + 1 + δm), with κ0 → aκ0 and m0 unchanged.  For ``full`` that is
+    ν0 → a(ν0 + d + 2) − d − 2; for ``tied`` m = K, so ``n_components`` is needed when κ0 > 0.
+
+    Parameters
+    ----------
+    prior : GMMPrior
+    a : float
+        The power, > 0; a = 1 returns an equal prior.
+    n_components : int, optional
+        K; required for a tied prior with κ0 > 0.
+
+    Returns
+    -------
+    GMMPrior
+        log density = a · prior.logpdf(θ) + a constant.
+    """
+    if isinstance(a, bool) or not isinstance(a, numbers.Real) or not np.isfinite(a) or a <= 0:
+        raise ValueError(f"the power a must be a positive finite number, got {a!r}")
+    s = prior._structure
+    d = prior.n_features
+    b = d if s.prior_scale_ndim == 2 else 1
+    if s.name == "tied" and prior.shrinkage > 0 and n_components is None:
+        raise ValueError("power-scaling a tied prior with κ0 > 0 needs n_components (its K mean "
+                         "priors share the one covariance)")
+    m = s.mean_multiplicity(n_components or 1, d) if prior.shrinkage > 0 else 0
+    keep = b + 1 + m
+    dof = a * (prior.dof + keep) - keep
+    try:
+        return GMMPrior(mean=prior.mean, shrinkage=a * prior.shrinkage, dof=dof,
+                        scale=a * np.asarray(prior.scale),
+                        concentration=a * (np.asarray(prior.concentration) - 1.0) + 1.0,
+                        covariance=s.name)
+    except ValueError as exc:
+        raise ValueError(f"power-scaling by a={a} gives an invalid prior: {exc}") from None
