@@ -29,6 +29,10 @@ __all__ = [
     "load",
     "load_dataset",
     "power_scale",
+    "prior_sweep",
+    "em_sensitivity",
+    "mcmc_sensitivity",
+    "sensitivity_report",
     "sample_posterior",
 ]
 
@@ -36,7 +40,9 @@ __all__ = [
 # Loaded on first use: PyMC (the posterior path) and scikit-learn (the estimator) are heavy,
 # and `import bayesgmm` must not import them.
 _LAZY = {"MAPGaussianMixture": "estimator", "build_model": "posterior", "compare": "comparison",
-         "relabel": "relabelling", "Report": "comparison",
+         "relabel": "relabelling", "Report": "comparison", "prior_sweep": "sensitivity",
+         "em_sensitivity": "sensitivity", "mcmc_sensitivity": "sensitivity",
+         "sensitivity_report": "sensitivity",
          "sample_posterior": "posterior", "InverseWishart": "distributions"}
 
 

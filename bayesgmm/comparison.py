@@ -16,6 +16,7 @@ import xarray as xr
 
 from .covariance import get_structure
 from .health import PARAMETERS, convergence_summary
+from .result import parameter_entries
 from .relabelling import (
     Relabelling,
     classification_log_probabilities,
@@ -62,21 +63,6 @@ def _check_inputs(fit, idata) -> xr.Dataset:
 
 
 # ----------------------------------------------------------------------------- tables
-def _entries(name: str, da: xr.DataArray):
-    """(label, index) for each scalar entry; the upper triangle for covariance matrices."""
-    dims = [d for d in da.dims if d not in ("chain", "draw", "stat")]
-    shape = [da.sizes[d] for d in dims]
-    for idx in np.ndindex(*shape):
-        coords = dict(zip(dims, idx))
-        if "feature_bis" in coords and coords["feature_bis"] < coords["feature"]:
-            continue
-        parts = []
-        for d, i in coords.items():
-            value = da[d].values[i]
-            parts.append(str(value))
-        yield f"{name}[{', '.join(parts)}]", coords
-
-
 def table_dataset(posterior: xr.Dataset, fit, hdi_prob: float = 0.94) -> xr.Dataset:
     """The MAP against the (relabelled) posterior, over the results' own dims.
 
@@ -110,7 +96,7 @@ def parameter_table(table: xr.Dataset) -> pd.DataFrame:
     covariance matrices), a readable label as index, the statistics as columns."""
     rows, labels = [], []
     for name in PARAMETERS:
-        for label, coords in _entries(name, table[name]):
+        for label, coords in parameter_entries(name, table[name]):
             rows.append(table[name].isel(coords).to_series())
             labels.append(label)
     frame = pd.DataFrame(rows, index=pd.Index(labels, name="parameter"))

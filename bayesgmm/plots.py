@@ -113,10 +113,10 @@ def plot_marginals(report, max_panels: int = 24):
     rows = int(np.ceil(len(t) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.2 * rows), squeeze=False)
     post = report.posterior
-    from .comparison import _entries
+    from .result import parameter_entries
 
     panels = [(label, name, coords) for name in ("weights", "means", "covariances")
-              for label, coords in _entries(name, post[name])][:max_panels]
+              for label, coords in parameter_entries(name, post[name])][:max_panels]
     for ax, (label, name, coords) in zip(axes.ravel(), panels):
         draws = post[name].isel(coords).values.ravel()
         ax.hist(draws, bins=40, density=True, color="C0", alpha=0.6)

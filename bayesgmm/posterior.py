@@ -193,6 +193,7 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
         ``obs``), ``log_prior`` and ``observed_data``; ``posterior.attrs["sampler_health"]``
         holds divergences, R-hat, ESS and label agreement (see :func:`bayesgmm.health.sampler_health`).
     """
+    data = X  # keeps a DataFrame's column names for the model's coords
     X, _, K, structure, prior = _prepare(X, n_components, covariance, prior)
     draws = check_positive_int(draws, "draws")
     tune = check_positive_int(tune, "tune", minimum=0)
@@ -201,7 +202,7 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
         init = fit_map(X, K, structure.name, prior=prior, n_init=4, tol=1e-10, max_iter=5000,
                        random_state=random_seed, warn_convergence=False)
     init = _check_init(init, K, X.shape[1], structure.name)
-    model = build_model(X, K, structure.name, prior)
+    model = build_model(data, K, structure.name, prior)
     if cores is None:
         cores = 1 if backend == "NUMBA" else min(chains, os.cpu_count() or 1)
     compile_kwargs = {"mode": backend}

@@ -24,7 +24,8 @@ from scipy.special import logsumexp
 from .covariance import get_structure
 from .health import max_rhat
 
-__all__ = ["Relabelling", "relabel", "gaussian_kl", "dense_draws", "apply_permutations"]
+__all__ = ["Relabelling", "relabel", "gaussian_kl", "dense_draws", "apply_permutations",
+           "component_permutation"]
 
 def _solve(A, B):
     return np.linalg.solve(A, B)
@@ -74,6 +75,13 @@ def _pivot_permutations(means, dense, pivot_means, pivot_dense) -> np.ndarray:
     m2, S2 = pivot_means[None, None], pivot_dense[None, None]
     cost = gaussian_kl(m1, S1, m2, S2) + gaussian_kl(m2, S2, m1, S1)  # symmetric KL (S, j, k)
     return _assign(cost)
+
+
+def component_permutation(means: np.ndarray, dense: np.ndarray, pivot) -> np.ndarray:
+    """For one parameter set (means (K, d), dense covariances (K, d, d)), the component matched
+    to each of the pivot fit's components."""
+    return _pivot_permutations(means[None], dense[None], np.asarray(pivot.means),
+                               pivot.covariance_matrices)[0]
 
 
 def classification_log_probabilities(X, weights, means, dense) -> np.ndarray:

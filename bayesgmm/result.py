@@ -14,7 +14,7 @@ from .covariance import get_structure
 from .em import MixtureParams, log_prob_chunks
 from .priors import GMMPrior
 
-__all__ = ["MixtureFit", "load"]
+__all__ = ["MixtureFit", "load", "parameter_entries"]
 
 _FORMAT = "bayesgmm.MixtureFit/1"
 _ARRAYS = ("weights", "means", "covariances", "history")
@@ -184,6 +184,19 @@ class MixtureFit:
         with open(path, "wb") as fh:
             np.savez(fh, **arrays)
         return path
+
+
+def parameter_entries(name: str, da):
+    """(label, coords) for each scalar entry of a labelled parameter, e.g.
+    ("means[0, waiting]", {"component": 0, "feature": 1}); covariance matrices give their upper
+    triangle only.  Dims ``chain``, ``draw`` and ``stat`` are not entries."""
+    dims = [d for d in da.dims if d not in ("chain", "draw", "stat")]
+    for idx in np.ndindex(*[da.sizes[d] for d in dims]):
+        coords = dict(zip(dims, idx))
+        if "feature_bis" in coords and coords["feature_bis"] < coords["feature"]:
+            continue
+        parts = ", ".join(str(da[d].values[i]) for d, i in coords.items())
+        yield f"{name}[{parts}]", coords
 
 
 def load(path) -> MixtureFit:

@@ -188,6 +188,7 @@ def test_faithful_four_chains_are_healthy(faithful):
         idata.posterior.attrs["sampler_health"]))
     assert health.max_rhat <= 1.01 and health.divergences == 0
     assert not health.chains_disagree
+    assert list(idata.posterior["feature"].values) == ["eruptions", "waiting"]
     assert az.loo(idata).elpd_loo < 0  # the pointwise log-likelihood group works for LOO
 
 

@@ -1,0 +1,173 @@
+"""Prior sensitivity: power-scaling (EM and MCMC) and hyperparameter sweeps."""
+
+import arviz as az
+import numpy as np
+import pytest
+
+import bayesgmm as bg
+from bayesgmm import sensitivity
+from tests.conftest import STRUCTURES, blobs
+from tests.reference import random_parameters
+
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
+
+
+# ------------------------------------------------------------------ power_scale
+@pytest.mark.parametrize("covariance", STRUCTURES)
+@pytest.mark.parametrize("shrinkage", [0.0, 0.7])
+def test_power_scaled_density_is_a_times_log_prior(covariance, shrinkage):
+    rng = np.random.default_rng(0)
+    K, d = 3, 3
+    X = rng.normal(size=(50, d))
+    prior = bg.GMMPrior(mean=rng.normal(size=d), shrinkage=shrinkage, dof=7.0,
+                        scale=bg.default_prior(X, K, covariance).scale,
+                        concentration=[1.5, 2.0, 3.0], covariance=covariance)
+    for a in (0.8, 1.7, 3.0):
+        scaled = bg.power_scale(prior, a, n_components=K)
+        gaps = [scaled.logpdf(*t) - a * prior.logpdf(*t)
+                for t in (random_parameters(rng, K, d, covariance) for _ in range(5))]
+        assert np.ptp(gaps) < 1e-10 * max(1.0, np.abs(gaps).max())
+    same = bg.power_scale(prior, 1.0, n_components=K)
+    for name in ("mean", "shrinkage", "dof", "scale", "concentration"):
+        np.testing.assert_allclose(getattr(same, name), getattr(prior, name), rtol=1e-15)
+
+
+def test_power_scale_rejects_bad_powers():
+    prior = bg.default_prior(blobs(d=3), 2, "full")  # dof = 5
+    with pytest.raises(ValueError, match="positive finite"):
+        bg.power_scale(prior, 0.0)
+    with pytest.raises(ValueError, match="positive finite"):
+        bg.power_scale(prior, -1.0)
+    with pytest.raises(ValueError, match=r"a=0.6 gives an invalid prior: dof must exceed 2"):
+        bg.power_scale(prior, 0.6)  # ν' = 0.6 (5 + 5) − 5 = 1 ≤ d − 1
+    with pytest.raises(ValueError, match="needs n_components"):
+        bg.power_scale(bg.default_prior(blobs(d=3), 2, "tied"), 2.0)
+
+
+# ------------------------------------------------------------------ EM local sensitivity
+def test_em_sensitivity_matches_the_closed_form_derivative():
+    # K = 1: μ̂(a) = (N x̄ + a κ0 m0) / (N + a κ0), so dμ̂/dlog a = N κ0 (m0 − x̄) / (N + κ0)²
+    X = np.random.default_rng(1).normal(size=(25, 2)) + [3.0, -1.0]
+    prior = bg.GMMPrior(mean=[0.0, 0.0], shrinkage=4.0, dof=5.0, scale=np.eye(2))
+    fit = bg.fit_map(X, 1, "full", prior=prior, tol=1e-14)
+    table = bg.em_sensitivity(fit, X)
+    n, kappa, xbar = len(X), prior.shrinkage, X.mean(0)
+    expected = n * kappa * (prior.mean - xbar) / (n + kappa) ** 2
+    # central difference with h = 0.01: relative truncation error ~ h² ≈ 1e-4
+    np.testing.assert_allclose(table.loc[["means[0, x0]", "means[0, x1]"], "prior"], expected,
+                               rtol=1e-3)
+    np.testing.assert_allclose(table["likelihood"], -table["prior"], rtol=1e-6, atol=1e-10)
+
+
+# ------------------------------------------------------------------ sweeps
+GRID = {"shrinkage": [0.01, 0.1, 1.0], "dof": [4.0, 6.0, 10.0]}
+
+
+@pytest.fixture(scope="module")
+def sweeps():
+    X = blobs(seed=3, n=300, d=2, K=3)
+    warm = bg.prior_sweep(X, 3, "full", grid=GRID, tol=1e-12, progress=False)
+    cold = bg.prior_sweep(X, 3, "full", grid=GRID, tol=1e-12, warm_start=False, progress=False)
+    return warm, cold
+
+
+def test_warm_sweep_reaches_the_cold_optimum_in_fewer_iterations(sweeps):
+    warm, cold = sweeps
+    assert bool(warm.converged.all()) and bool(cold.converged.all())
+    # both stop at relative log-posterior change 1e-12; parameters then agree to ~1e-5
+    np.testing.assert_allclose(warm.log_posterior, cold.log_posterior, rtol=1e-10)
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_allclose(warm[name], cold[name], rtol=1e-4, atol=1e-6)
+    assert int(warm.n_iter.sum()) < int(cold.n_iter.sum())
+
+
+def test_sweep_dataset_layout(sweeps):
+    warm, _ = sweeps
+    assert warm["covariances"].dims == ("shrinkage", "dof", "component", "feature",
+                                        "feature_bis")
+    assert list(warm["shrinkage"].values) == GRID["shrinkage"]
+    for name in ("log_posterior", "log_likelihood", "bic", "converged", "n_iter"):
+        assert warm[name].dims == ("shrinkage", "dof")
+
+
+def test_sweep_over_vector_axes():
+    X = blobs(seed=1, n=120, d=2, K=2)
+    ds = bg.prior_sweep(X, 2, "diag", grid={"mean": [[0, 0], [1, 1]],
+                                            "concentration": [[1, 1], [5, 2]]}, progress=False)
+    assert ds["means"].dims == ("mean", "concentration", "component", "feature")
+    np.testing.assert_array_equal(ds["mean_value"].values, [[0, 0], [1, 1]])
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"kappa": [1.0]}, r"unknown hyperparameter\(s\) \['kappa'\]"),
+    ({"shrinkage": []}, "grid axis 'shrinkage' is empty"),
+    ({"dof": [5.0, 0.5]}, r"grid setting \{'dof': 0.5\} gives an invalid prior: dof must exceed 1"),
+    ({"shrinkage": [-1.0]}, "shrinkage must be finite and ≥ 0"),
+    ({}, "non-empty dict"),
+])
+def test_bad_grids_fail_before_any_fit(monkeypatch, grid, message):
+    def no_fit(*args, **kwargs):
+        raise AssertionError("a fit started before the grid was validated")
+
+    monkeypatch.setattr(sensitivity, "fit_map", no_fit)
+    with pytest.raises(ValueError, match=message):
+        bg.prior_sweep(blobs(d=2), 2, "full", grid=grid, progress=False)
+
+
+# ------------------------------------------------------------------ MCMC power-scaling
+def _niw_posterior_mean(prior, X):
+    n, d = X.shape
+    xbar = X.mean(0)
+    kappa_n, nu_n = prior.shrinkage + n, prior.dof + n
+    m_n = (prior.shrinkage * prior.mean + n * xbar) / kappa_n
+    dev = xbar - prior.mean
+    psi_n = (prior.scale + (X - xbar).T @ (X - xbar)
+             + prior.shrinkage * n / kappa_n * np.outer(dev, dev))
+    return m_n, psi_n / (nu_n - d - 1)
+
+
+@pytest.fixture(scope="module")
+def conflict():
+    """K = 1, a strong prior (κ0 = 10) centred 2.5 data sd away from the data."""
+    X = np.random.default_rng(2).normal(size=(20, 2))
+    prior = bg.GMMPrior(mean=[2.5, 2.5], shrinkage=10.0, dof=6.0, scale=np.eye(2) * 3)
+    fit = bg.fit_map(X, 1, "full", prior=prior, tol=1e-12)
+    idata = bg.sample_posterior(X, 1, "full", prior, init=fit, draws=2000, tune=1000,
+                                chains=2, random_seed=4, progressbar=False)
+    return X, prior, fit, idata
+
+
+@pytest.mark.slow
+def test_reweighted_posterior_equals_the_analytic_power_scaled_posterior(conflict):
+    X, prior, fit, idata = conflict
+    post = idata.posterior
+    base_mean, _ = _niw_posterior_mean(prior, X)
+    for a in (0.8, 1.25):
+        w, k = sensitivity.power_scaling_weights(idata, a, "prior")
+        assert k < sensitivity.PARETO_K_THRESHOLD
+        truth, _ = _niw_posterior_mean(bg.power_scale(prior, a), X)
+        means = post["means"].values[:, :, 0, :]  # (chain, draw, d)
+        estimate = np.einsum("cd,cdj->j", w, means)
+        # Monte Carlo error of a weighted mean: sd / √ESS, with ESS the smaller of the chains'
+        # ESS and the weights' 1 / Σw²
+        ess = min(float(az.ess(post)["means"].min()), 1.0 / np.square(w).sum())
+        se = means.reshape(-1, 2).std(0) / np.sqrt(ess)
+        assert np.all(np.abs(estimate - truth) < 4 * se)
+        assert np.all(np.abs(truth - base_mean) > 4 * se)  # the test can tell a from 1
+
+
+@pytest.mark.slow
+def test_conflict_is_flagged_and_a_weak_prior_is_not(conflict):
+    X, prior, fit, idata = conflict
+    table = bg.sensitivity_report(fit, idata, X)
+    means = table.loc[["means[0, x0]", "means[0, x1]"]]
+    assert (means["verdict"] == "potential prior-data conflict").all()
+    assert means["reliable"].all()
+
+    weak = bg.default_prior(X, 1, "full")
+    weak_fit = bg.fit_map(X, 1, "full", prior=weak, tol=1e-12)
+    weak_idata = bg.sample_posterior(X, 1, "full", weak, init=weak_fit, draws=1000, tune=1000,
+                                     chains=2, random_seed=5, progressbar=False)
+    weak_table = bg.mcmc_sensitivity(weak_idata, weak_fit)
+    assert (weak_table.loc[["means[0, x0]", "means[0, x1]"], "prior"]
+            < sensitivity.SENSITIVITY_THRESHOLD).all()
