@@ -9,7 +9,8 @@ import numpy as np
 
 from .relabelling import dense_draws
 
-__all__ = ["plot_ellipses", "plot_forest", "plot_marginals", "plot_traces", "REPORT_FIGURES"]
+__all__ = ["plot_ellipses", "plot_forest", "plot_marginals", "plot_traces", "plot_sweep",
+           "REPORT_FIGURES"]
 
 
 def _plt():
@@ -140,3 +141,41 @@ def plot_traces(report):
 
 REPORT_FIGURES = {"ellipses": plot_ellipses, "forest": plot_forest,
                   "marginals": plot_marginals, "trace": plot_traces}
+
+
+def plot_sweep(sweep, variable: str = "weights", summary=None):
+    """A prior sweep (:func:`bayesgmm.prior_sweep`): one panel per grid axis, the chosen
+    quantity against that axis (other axes held at their middle setting), one line per entry.
+
+    Parameters
+    ----------
+    sweep : xarray.Dataset
+    variable : str
+        A variable of the sweep (``weights``, ``means``, ``covariances``, ``log_posterior`` …).
+    summary : callable, optional
+        Dataset -> DataArray, e.g. ``lambda ds: ds.covariances.isel(feature=0, feature_bis=0)``
+        or the smallest weight ``lambda ds: ds.weights.min("component")``; overrides
+        ``variable``.
+    """
+    plt = _plt()
+    axes_names = [d for d in sweep["log_posterior"].dims]
+    quantity = summary(sweep) if summary is not None else sweep[variable]
+    fig, axes = plt.subplots(1, len(axes_names), figsize=(4.5 * len(axes_names), 3.5),
+                             squeeze=False)
+    for ax, axis in zip(axes[0], axes_names):
+        others = {d: sweep.sizes[d] // 2 for d in axes_names if d != axis}
+        sub = quantity.isel(others) if others else quantity
+        x = sweep[axis].values
+        entry_dims = [d for d in sub.dims if d != axis]
+        flat = sub.transpose(axis, *entry_dims).values.reshape(len(x), -1)
+        for j in range(flat.shape[1]):
+            ax.plot(x, flat[:, j], marker="o", ms=3)
+        if np.all(x > 0) and x.max() / x.min() > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(axis)
+        held = ", ".join(f"{d}={sweep[d].values[i]:.3g}" for d, i in others.items()
+                         if np.ndim(sweep[d].values[i]) == 0)
+        ax.set_title(held or axis, fontsize="small")
+    axes[0][0].set_ylabel(getattr(quantity, "name", None) or variable)
+    fig.tight_layout()
+    return fig

@@ -171,3 +171,18 @@ def test_conflict_is_flagged_and_a_weak_prior_is_not(conflict):
     weak_table = bg.mcmc_sensitivity(weak_idata, weak_fit)
     assert (weak_table.loc[["means[0, x0]", "means[0, x1]"], "prior"]
             < sensitivity.SENSITIVITY_THRESHOLD).all()
+
+
+def test_sweep_plots_render(sweeps):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayesgmm.plots import plot_sweep
+
+    warm, _ = sweeps
+    for fig in (plot_sweep(warm), plot_sweep(warm, "log_posterior"),
+                plot_sweep(warm, summary=lambda ds: ds.weights.min("component"))):
+        assert len(fig.axes) == 2
+        plt.close(fig)
