@@ -13,13 +13,13 @@ import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
 from pymc.logprob.transforms import Transform
-from pytensor.tensor.slinalg import cholesky
+from pytensor.tensor.slinalg import cholesky, solve_triangular
 from scipy import stats
 
 from ._ops import pytensor_ops
 from .priors import invwishart_logpdf
 
-__all__ = ["InverseWishart", "LogCholesky"]
+__all__ = ["InverseWishart", "LogCholesky", "NonCentred"]
 
 
 class LogCholesky(Transform):
@@ -108,3 +108,32 @@ def InverseWishart(name: str, nu, scale, **kwargs):
     return pm.CustomDist(name, nu, scale, logp=_logp, random=_random,
                          support_point=_support_point, signature="(),(d,d)->(d,d)",
                          transform=LogCholesky(d), **kwargs)
+
+
+class NonCentred(Transform):
+    """μ ↔ z = L⁻¹ (μ − m) for a MvNormal(m, L Lᵀ) whose L depends on other parameters.
+
+    Under the normal–inverse-Wishart prior μ_k | Σ_k ~ N(m0, Σ_k/κ0) the posterior of a weakly
+    supported component is a funnel in (μ_k, Σ_k); sampling z instead removes it, while μ stays
+    the model's value variable (``compile_logp(jacobian=False)`` still sees the density of μ).
+    log |dμ/dz| = Σ_j log L_jj.
+    """
+
+    name = "noncentred"
+
+    @staticmethod
+    def _mean_and_factor(inputs):
+        mean, cov = inputs[-2], inputs[-1]
+        return mean, cholesky(cov, lower=True, on_error="nan")
+
+    def forward(self, value, *inputs):
+        mean, L = self._mean_and_factor(inputs)
+        return solve_triangular(L, (value - mean)[..., None], lower=True)[..., 0]
+
+    def backward(self, value, *inputs):
+        mean, L = self._mean_and_factor(inputs)
+        return mean + (L @ value[..., None])[..., 0]
+
+    def log_jac_det(self, value, *inputs):
+        _, L = self._mean_and_factor(inputs)
+        return pt.sum(pt.log(pt.diagonal(L, axis1=-2, axis2=-1)), axis=-1)

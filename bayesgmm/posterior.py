@@ -25,7 +25,7 @@ from threadpoolctl import threadpool_limits
 
 from ._validation import check_data, check_n_components, check_positive_int, feature_names_of
 from .covariance import get_structure
-from .distributions import InverseWishart
+from .distributions import InverseWishart, NonCentred
 from .em import fit_map
 from .health import SamplerWarning, sampler_health
 from .priors import resolve_prior
@@ -110,7 +110,7 @@ def build_model(X, n_components: int, covariance: str = "full", prior="default",
         chol = cholesky(structure.expand(covariances, K, d), lower=True, on_error="nan")
         if prior.shrinkage > 0:
             means = pm.MvNormal("means", mu=prior.mean, chol=chol / np.sqrt(prior.shrinkage),
-                                dims=("component", "feature"))
+                                dims=("component", "feature"), transform=NonCentred())
         else:
             means = pm.Flat("means", dims=("component", "feature"))
         if likelihood:
