@@ -87,11 +87,12 @@ class _Pass:
         return local.chunk[:n], local.work[:, :n]
 
     def _map(self, fn):
+        """fn(a, b) over the chunks, yielded in chunk order (so reductions are deterministic)."""
         if self.n_threads <= 1:
-            return [fn(a, b) for a, b in self.bounds]
+            yield from (fn(a, b) for a, b in self.bounds)
+            return
         with ThreadPoolExecutor(self.n_threads) as pool:
-            # map() returns in submission order: the reduction below is deterministic
-            return list(pool.map(lambda ab: fn(*ab), self.bounds))
+            yield from pool.map(lambda ab: fn(*ab), self.bounds)
 
     def _log_prob(self, a, b, means, factor, offset):
         """log π_k + log N(x_n | μ_k, Σ_k) for rows a:b, shape (n, K) (eq. 1.3), and the
@@ -138,16 +139,19 @@ class _Pass:
                 ll = float(log_norm.sum())
             return (ll, R.sum(0)) + structure.accumulate(Z, cache, R)
 
-        parts = self._map(chunk)
-        ll, n_k, A1, A2 = (sum(values[1:], values[0]) for values in zip(*parts))
+        # a running sum: memory stays one chunk's statistics, however many chunks there are
+        totals = None
+        for part in self._map(chunk):
+            totals = part if totals is None else tuple(t + p for t, p in zip(totals, part))
+        ll, n_k, A1, A2 = totals
         s1, moment = structure.finish(n_k, A1, A2, means, factor)
         return _Stats(ll, n_k, s1, moment)
 
     def log_prob(self, params: MixtureParams, factor) -> np.ndarray:
         """Joint log densities log π_k N(x_n | μ_k, Σ_k), shape (N, K)."""
         means, offset = params.means - self.shift, self._offset(params, factor)
-        return np.concatenate(self._map(
-            lambda a, b: self._log_prob(a, b, means, factor, offset)[0]))
+        return np.concatenate(list(self._map(
+            lambda a, b: self._log_prob(a, b, means, factor, offset)[0])))
 
 
 def log_prob_chunks(X, params: MixtureParams, covariance: str) -> np.ndarray:
