@@ -235,3 +235,12 @@ def test_non_centred_means_round_trip_and_jacobian():
     # z ↦ μ is affine with matrix L: log|det| = log det L = ½ log det Σ
     np.testing.assert_allclose(transform.log_jac_det(pt.as_tensor(z), *inputs).eval(),
                                0.5 * np.linalg.slogdet(cov)[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("covariance", ["full", "spherical"])
+def test_non_centred_model_has_the_same_density(faithful, covariance):
+    fit = bg.fit_map(faithful, 2, covariance, random_state=0, tol=1e-12)
+    model = bg.build_model(faithful, 2, covariance, fit.prior, noncentred_means=True)
+    values = {"weights": fit.weights, "means": fit.means, "covariances": fit.covariances}
+    logp = model.compile_logp(jacobian=False, **FAST)(_transformed_point(model, values))
+    assert logp == pytest.approx(fit.log_posterior, rel=1e-8)
