@@ -9,7 +9,6 @@ import json
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 __all__ = ["SamplerHealth", "SamplerWarning", "sampler_health", "chain_labellings",
            "convergence_summary", "max_rhat", "PARAMETERS"]
@@ -34,7 +33,7 @@ class SamplerHealth:
     min_ess_bulk, min_ess_tail : float
         Smallest bulk and tail effective sample sizes.
     chain_labellings : list of list of int
-        Per chain, the pivot component each of its components matches (identity = pivot's).
+        Per chain, its component matched to each pivot component (identity = pivot's).
     chains_disagree : bool
         Chains sit in different labellings of the components.
     """
@@ -69,30 +68,30 @@ class SamplerHealth:
         return json.dumps(asdict(self))
 
 
-def chain_labellings(posterior, pivot_means: np.ndarray, pivot_covariances: np.ndarray):
-    """For each chain, the pivot component matched by each of its components.
+def chain_labellings(posterior, covariance: str, pivot) -> list[list[int]]:
+    """For each chain, the chain component matched to each pivot component.
 
-    Chain-mean component means are assigned to the pivot's (Hungarian algorithm) by the
-    Mahalanobis distance under the pivot's covariance matrices.
+    Each chain's mean Gaussian components (mean of its draws' means and covariance matrices)
+    are assigned to the pivot's by the Hungarian algorithm on symmetric KL divergence, the
+    same assignment :func:`bayesgmm.relabel` makes per draw.
 
     Parameters
     ----------
-    posterior : xarray.Dataset with ``means`` (chain, draw, component, feature)
-    pivot_means : (K, d)
-    pivot_covariances : (K, d, d) dense
+    posterior : xarray.Dataset with ``means`` and ``covariances`` over (chain, draw, …)
+    covariance : str
+        The structure of ``covariances``.
+    pivot : MixtureFit
 
     Returns
     -------
-    list of list of int, one permutation per chain
+    list of list of int, one permutation per chain (the identity: the pivot's labelling)
     """
-    chain_means = posterior["means"].mean("draw").transpose("chain", "component", "feature").values
-    chol = np.linalg.cholesky(pivot_covariances)
+    from .relabelling import component_permutation, dense_draws
+
     out = []
-    for m in chain_means:
-        diff = m[:, None, :] - pivot_means[None, :, :]  # (chain comp j, pivot comp k, d)
-        y = np.linalg.solve(chol[None], diff[..., None])[..., 0]
-        _, perm = linear_sum_assignment((y**2).sum(-1))
-        out.append(perm.tolist())
+    for chain in posterior["chain"].values:
+        _, means, dense = dense_draws(posterior.sel(chain=[chain]), covariance)
+        out.append(component_permutation(means.mean(0), dense.mean(0), pivot).tolist())
     return out
 
 
@@ -129,8 +128,7 @@ def convergence_summary(posterior, sample_stats=None) -> dict:
 
 def sampler_health(idata, pivot) -> SamplerHealth:
     """Health of a run; ``pivot`` is the :class:`~bayesgmm.MixtureFit` the chains started at."""
-    labellings = chain_labellings(idata.posterior, np.asarray(pivot.means),
-                                  pivot.covariance_matrices)
+    labellings = chain_labellings(idata.posterior, pivot.covariance, pivot)
     return SamplerHealth(
         **convergence_summary(idata.posterior, idata.sample_stats),
         chain_labellings=labellings,
