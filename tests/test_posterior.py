@@ -4,6 +4,7 @@ Log densities and gradients are evaluated uncompiled (mode FAST_COMPILE) to keep
 sampling tests share one compiled model each.
 """
 
+import json
 import warnings
 
 import arviz as az
@@ -15,6 +16,7 @@ import pytest
 
 import bayesgmm as bg
 from bayesgmm.distributions import LogCholesky
+from bayesgmm.health import SamplerHealth, SamplerWarning
 from tests.conftest import STRUCTURES
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
@@ -178,10 +180,10 @@ def test_prior_only_sampling_reproduces_the_prior_moments():
 @pytest.mark.slow
 def test_faithful_four_chains_are_healthy(faithful):
     with warnings.catch_warnings():
-        warnings.simplefilter("error", bg.health.SamplerWarning)
+        warnings.simplefilter("error", SamplerWarning)
         idata = bg.sample_posterior(faithful, 2, "full", draws=1000, tune=1000, chains=4,
                                     random_seed=11, progressbar=False)
-    health = bg.health.SamplerHealth(**__import__("json").loads(
+    health = SamplerHealth(**json.loads(
         idata.posterior.attrs["sampler_health"]))
     assert health.max_rhat <= 1.01 and health.divergences == 0
     assert not health.chains_disagree
