@@ -13,7 +13,15 @@ __all__ = [
     "check_positive_int",
     "check_spd",
     "feature_names_of",
+    "readonly_array",
 ]
+
+
+def readonly_array(a) -> np.ndarray:
+    """A float64 copy of ``a`` with writing disabled (for immutable results and priors)."""
+    a = np.array(a, dtype=float)
+    a.setflags(write=False)
+    return a
 
 
 def feature_names_of(X) -> tuple[str, ...] | None:

@@ -20,18 +20,12 @@ from scipy.special import gammaln, xlogy
 
 from ._ops import NUMPY_OPS
 
-from ._validation import check_data, check_n_components, check_spd
+from ._validation import check_data, check_n_components, check_spd, readonly_array
 from .covariance import SingularCovarianceError, get_structure
 
 __all__ = ["GMMPrior", "default_prior", "power_scale", "resolve_prior", "dirichlet_logpdf", "invwishart_logpdf"]
 
 _LOG_2PI = np.log(2.0 * np.pi)
-
-
-def _readonly(a) -> np.ndarray:
-    a = np.array(a, dtype=float)
-    a.setflags(write=False)
-    return a
 
 
 def _positive_scalar(value, name: str, *, strict: bool = True) -> float:
@@ -81,11 +75,11 @@ class GMMPrior:
     _structure: object = field(init=False, repr=False, compare=False)
 
     def __post_init__(self):
-        mean = _readonly(np.atleast_1d(np.asarray(self.mean, dtype=float)))
+        mean = readonly_array(np.atleast_1d(np.asarray(self.mean, dtype=float)))
         if mean.ndim != 1 or mean.size == 0 or not np.all(np.isfinite(mean)):
             raise ValueError(f"mean must be a finite 1-D array of length d, got shape {mean.shape}")
         d = mean.size
-        scale = _readonly(self.scale)
+        scale = readonly_array(self.scale)
         covariance = self.covariance
         if covariance is None:
             covariance = {2: "full", 1: "diag", 0: "spherical"}.get(scale.ndim)
@@ -104,7 +98,7 @@ class GMMPrior:
         alpha = np.asarray(self.concentration, dtype=float)
         if alpha.ndim > 1 or not np.all(np.isfinite(alpha)) or np.any(alpha <= 0):
             raise ValueError("concentration must be a positive scalar or a 1-D array of length K")
-        alpha = float(alpha) if alpha.ndim == 0 else _readonly(alpha)
+        alpha = float(alpha) if alpha.ndim == 0 else readonly_array(alpha)
         for name, value in [("mean", mean), ("scale", scale), ("shrinkage", shrinkage),
                             ("dof", dof), ("concentration", alpha), ("covariance", structure.name),
                             ("_structure", structure)]:

@@ -27,10 +27,6 @@ from .health import max_rhat
 __all__ = ["Relabelling", "relabel", "gaussian_kl", "dense_draws", "apply_permutations",
            "component_permutation"]
 
-def _solve(A, B):
-    return np.linalg.solve(A, B)
-
-
 def gaussian_kl(mean1, cov1, mean2, cov2) -> np.ndarray:
     """KL(N(μ1, Σ1) ‖ N(μ2, Σ2)), broadcasting over leading axes.
 
@@ -40,9 +36,9 @@ def gaussian_kl(mean1, cov1, mean2, cov2) -> np.ndarray:
     d = np.shape(mean1)[-1]
     L1, L2 = np.linalg.cholesky(cov1), np.linalg.cholesky(cov2)
     L1, L2 = np.broadcast_arrays(L1, L2)
-    trace = np.square(_solve(L2, L1)).sum((-2, -1))
+    trace = np.square(np.linalg.solve(L2, L1)).sum((-2, -1))
     diff = np.broadcast_to(np.asarray(mean2) - np.asarray(mean1), L2.shape[:-1])
-    maha = np.square(_solve(L2, diff[..., None])[..., 0]).sum(-1)
+    maha = np.square(np.linalg.solve(L2, diff[..., None])[..., 0]).sum(-1)
     log_det = lambda L: 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)  # noqa: E731
     return 0.5 * (trace + maha - d + log_det(L2) - log_det(L1))
 
@@ -89,7 +85,7 @@ def classification_log_probabilities(X, weights, means, dense) -> np.ndarray:
     S, K, d = means.shape
     L = np.linalg.cholesky(dense)  # (S, K, d, d)
     diff = X[None, None, :, :] - means[:, :, None, :]  # (S, K, N, d)
-    y = _solve(L, np.swapaxes(diff, -1, -2))  # (S, K, d, N)
+    y = np.linalg.solve(L, np.swapaxes(diff, -1, -2))  # (S, K, d, N)
     log_det = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)  # (S, K)
     with np.errstate(divide="ignore"):
         log_w = np.log(weights)

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import logsumexp
 
-from ._validation import check_data, check_positive_int
+from ._validation import check_data, check_positive_int, readonly_array
 from .covariance import get_structure
 from .em import MixtureParams, log_prob_chunks
 from .priors import GMMPrior
@@ -19,12 +19,6 @@ __all__ = ["MixtureFit", "load", "parameter_entries"]
 _FORMAT = "bayesgmm.MixtureFit/1"
 _ARRAYS = ("weights", "means", "covariances", "history")
 _PRIOR_FIELDS = ("mean", "shrinkage", "dof", "scale", "concentration")
-
-
-def _readonly(a) -> np.ndarray:
-    a = np.array(a, dtype=float)
-    a.setflags(write=False)
-    return a
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,7 +63,7 @@ class MixtureFit:
 
     def __post_init__(self):
         for name in _ARRAYS:
-            object.__setattr__(self, name, _readonly(getattr(self, name)))
+            object.__setattr__(self, name, readonly_array(getattr(self, name)))
         if self.feature_names is not None:
             object.__setattr__(self, "feature_names", tuple(self.feature_names))
 
