@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 demo: venv
-	$(PY) -m bayesgmm demo
+	$(PY) -m bayesgmm demo --out demo_output
 
 test: venv
 	$(PY) -m pytest

@@ -8,8 +8,9 @@ PyMC (:func:`build_model`, :func:`sample_posterior`).  ``import bayesgmm`` does 
 from .covariance import STRUCTURES
 from .datasets import load_dataset
 from .em import ConvergenceWarning, MixtureParams, fit_map
-from .priors import GMMPrior, default_prior, power_scale
+from .priors import GMMPrior, adjust_prior, default_prior, power_scale
 from .result import MixtureFit, load
+from .spec import StudySpec, load_spec
 
 __version__ = "0.1.0"
 
@@ -24,15 +25,21 @@ __all__ = [
     "build_model",
     "compare",
     "relabel",
+    "adjust_prior",
     "default_prior",
     "fit_map",
     "load",
     "load_dataset",
+    "load_spec",
+    "StudySpec",
+    "run_study",
+    "write_report",
     "power_scale",
     "prior_sweep",
     "em_sensitivity",
     "mcmc_sensitivity",
     "sensitivity_report",
+    "sweep_summary",
     "sample_posterior",
 ]
 
@@ -42,7 +49,8 @@ __all__ = [
 _LAZY = {"MAPGaussianMixture": "estimator", "build_model": "posterior", "compare": "comparison",
          "relabel": "relabelling", "Report": "comparison", "prior_sweep": "sensitivity",
          "em_sensitivity": "sensitivity", "mcmc_sensitivity": "sensitivity",
-         "sensitivity_report": "sensitivity",
+         "sensitivity_report": "sensitivity", "sweep_summary": "sensitivity",
+         "run_study": "study", "write_report": "study",
          "sample_posterior": "posterior", "InverseWishart": "distributions"}
 
 

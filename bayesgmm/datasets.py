@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from importlib import resources
+from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["load_dataset", "DATASETS"]
+__all__ = ["load_dataset", "read_csv", "select_columns", "DATASETS"]
 
 #: name -> (file, numeric feature columns)
 DATASETS = {
@@ -31,3 +32,52 @@ def load_dataset(name: str, *, features_only: bool = True) -> pd.DataFrame:
     with resources.files("bayesgmm.data").joinpath(filename).open("r") as fh:
         frame = pd.read_csv(fh)
     return frame[features] if features_only else frame
+
+
+def read_csv(path, columns=None) -> pd.DataFrame:
+    """Read the numeric columns of a CSV file for fitting, with errors that name the problem.
+
+    Parameters
+    ----------
+    path : str or Path
+    columns : sequence of str, optional
+        The feature columns (default: every column, which must then all be numeric).
+
+    Returns
+    -------
+    pandas.DataFrame, shape (n_samples, n_columns), float64
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"data file {str(path)!r} not found")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{path} could not be read as CSV: {reason}") from None
+    return select_columns(frame, columns, str(path))
+
+
+def select_columns(frame: pd.DataFrame, columns, source: str) -> pd.DataFrame:
+    """``frame[columns]`` as float64, or a clear error naming a missing column, a non-numeric
+    entry or a missing value (by its line in a CSV file with a header)."""
+    columns = list(frame.columns) if columns is None else list(columns)
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{source} has no column(s) {missing}; its columns are "
+                         f"{[str(c) for c in frame.columns]}")
+    out = {}
+    for c in columns:
+        values = pd.to_numeric(frame[c], errors="coerce")
+        bad = values.isna() & frame[c].notna()
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise ValueError(f"{source}: column {c!r} has a non-numeric value "
+                             f"{frame[c].iloc[row]!r} (line {row + 2}); fix it or leave the "
+                             "column out of the data columns")
+        if values.isna().any():
+            row = int(values.isna().to_numpy().argmax())
+            raise ValueError(f"{source}: column {c!r} has {int(values.isna().sum())} missing "
+                             f"value(s), the first on line {row + 2}; drop or impute those rows")
+        out[c] = values.astype(float)
+    return pd.DataFrame(out)

@@ -115,9 +115,9 @@ def build_model(X, n_components: int, covariance: str = "full", prior="default",
                                           dims=structure.dims)
         chol = cholesky(structure.expand(covariances, K, d), lower=True, on_error="nan")
         if prior.shrinkage > 0:
+            transform = dict(transform=NonCentred()) if noncentred_means else {}
             means = pm.MvNormal("means", mu=prior.mean, chol=chol / np.sqrt(prior.shrinkage),
-                                dims=("component", "feature"),
-                                transform=NonCentred() if noncentred_means else None)
+                                dims=("component", "feature"), **transform)
         else:
             means = pm.Flat("means", dims=("component", "feature"))
         if likelihood:

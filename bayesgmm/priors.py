@@ -23,7 +23,11 @@ from ._ops import NUMPY_OPS
 from ._validation import check_data, check_n_components, check_spd, readonly_array
 from .covariance import SingularCovarianceError, get_structure
 
-__all__ = ["GMMPrior", "default_prior", "power_scale", "resolve_prior", "dirichlet_logpdf", "invwishart_logpdf"]
+__all__ = ["GMMPrior", "default_prior", "adjust_prior", "power_scale", "resolve_prior",
+           "dirichlet_logpdf", "invwishart_logpdf", "HYPERPARAMETERS"]
+
+#: the hyperparameters :func:`adjust_prior` sets: a new value, or for ``scale`` a multiplier on Ψ0
+HYPERPARAMETERS = ("shrinkage", "dof", "scale", "mean", "concentration")
 
 _LOG_2PI = np.log(2.0 * np.pi)
 
@@ -330,6 +334,31 @@ def default_prior(X, n_components: int, covariance: str = "full", style: str = "
         scale = np.trace(cov) / d * factor
     return GMMPrior(mean=X.mean(axis=0), shrinkage=0.01, dof=d + 2, scale=scale,
                     concentration=1.0, covariance=structure.name)
+
+
+def adjust_prior(prior: GMMPrior, setting: dict) -> GMMPrior:
+    """``prior`` with some hyperparameters changed (validated like any prior).
+
+    Parameters
+    ----------
+    prior : GMMPrior
+    setting : dict
+        Name -> value for any of :data:`HYPERPARAMETERS`: ``shrinkage``, ``dof`` and
+        ``concentration`` (a scalar or a length-K vector) replace the prior's value, ``mean``
+        replaces m0 with a (d,) vector, and ``scale`` is a positive multiplier on Ψ0.
+    """
+    unknown = [name for name in setting if name not in HYPERPARAMETERS]
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {unknown}; use any of {HYPERPARAMETERS}")
+    fields = {name: getattr(prior, name) for name in HYPERPARAMETERS}
+    for name, value in setting.items():
+        value = np.asarray(value, dtype=float)
+        if name == "scale":
+            if value.ndim or not value > 0:
+                raise ValueError(f"the scale multiplier must be a positive number, got {value}")
+            value = np.asarray(prior.scale) * value
+        fields[name] = float(value) if value.ndim == 0 and name != "scale" else value
+    return GMMPrior(**fields, covariance=prior.covariance)
 
 
 def resolve_prior(prior, X: np.ndarray, n_components: int, covariance: str,

@@ -143,6 +143,30 @@ class MixtureFit:
         log_resp = log_prob - logsumexp(log_prob, axis=1, keepdims=True)
         return self.bic(X) - 2.0 * float(log_resp.max(axis=1).sum())
 
+    def summary(self, title: str = "") -> str:
+        """A readable plain-text summary: the prior, convergence, and per component its weight,
+        mean, standard deviations (and the correlation when d = 2)."""
+        names = self.feature_names or tuple(f"x{j}" for j in range(self.n_features))
+        cov = self.covariance_matrices
+        prior = "none (maximum likelihood)" if self.prior is None else (
+            f"κ0={self.prior.shrinkage:g}, ν0={self.prior.dof:g}, "
+            f"α={np.round(self.prior.concentration, 4).tolist()}")
+        lines = [title] if title else []
+        lines += [
+            f"MAP-EM fit: K={self.n_components}, covariance={self.covariance!r}, prior: {prior}",
+            f"  converged={self.converged} after {self.n_iter} iterations",
+            f"  log posterior = {self.log_posterior:.6f}   "
+            f"log likelihood = {self.log_likelihood:.6f}",
+        ]
+        for k in range(self.n_components):
+            sd = np.sqrt(np.diag(cov[k]))
+            mean = ", ".join(f"{n}={m:.4g}" for n, m in zip(names, self.means[k]))
+            lines.append(f"  component {k}: weight {self.weights[k]:.4f}; mean {mean}")
+            corr = (f"; corr({names[0]}, {names[1]})={cov[k][0, 1] / (sd[0] * sd[1]):.3f}"
+                    if self.n_features == 2 else "")
+            lines.append("    sd " + ", ".join(f"{n}={s:.4g}" for n, s in zip(names, sd)) + corr)
+        return "\n".join(lines)
+
     # ------------------------------------------------------------------ labelled form
     def to_xarray(self):
         """The parameters as an xarray Dataset with dims ``component``, ``feature`` and

@@ -18,15 +18,15 @@ import xarray as xr
 from ._validation import check_data, check_n_components, feature_names_of
 from .covariance import get_structure
 from .em import fit_map
-from .priors import GMMPrior, power_scale, resolve_prior
+from .priors import HYPERPARAMETERS, GMMPrior, adjust_prior, power_scale, resolve_prior
 from .relabelling import component_permutation
 from .result import MixtureFit, parameter_entries
 
-__all__ = ["prior_sweep", "em_sensitivity", "mcmc_sensitivity", "sensitivity_report",
+__all__ = ["prior_sweep", "sweep_summary", "em_sensitivity", "mcmc_sensitivity", "sensitivity_report",
            "power_scaling_weights", "verdict", "AXES"]
 
 #: grid axes and how each sets the prior: a value for the field, or a multiplier on Ψ0
-AXES = ("shrinkage", "dof", "scale", "mean", "concentration")
+AXES = HYPERPARAMETERS
 
 
 def _check_grid(grid) -> dict:
@@ -46,13 +46,8 @@ def _check_grid(grid) -> dict:
 
 
 def _setting_prior(base: GMMPrior, setting: dict) -> GMMPrior:
-    fields = {"mean": base.mean, "shrinkage": base.shrinkage, "dof": base.dof,
-              "scale": base.scale, "concentration": base.concentration}
-    for name, value in setting.items():
-        fields[name] = np.asarray(base.scale) * float(value) if name == "scale" else value
-    fields = {k: (float(v) if np.ndim(v) == 0 and k != "scale" else v) for k, v in fields.items()}
     try:
-        return GMMPrior(**fields, covariance=base.covariance)
+        return adjust_prior(base, setting)
     except ValueError as exc:
         pretty = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in setting.items()}
         raise ValueError(f"grid setting {pretty} gives an invalid prior: {exc}") from None
@@ -178,6 +173,30 @@ def _sweep_dataset(axes, shape, fits, X, base_fit, names) -> xr.Dataset:
                                          ).reshape(shape))
     coords.update({c: template[c].values for c in ("component", "feature", "feature_bis")})
     return xr.Dataset({**data, **extra}, coords=coords)
+
+
+def sweep_summary(sweep: xr.Dataset) -> pd.DataFrame:
+    """How far each MAP estimate moves across a :func:`prior_sweep` grid.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per parameter entry (labelled as in :func:`bayesgmm.compare`), columns ``min``,
+        ``max``, ``range`` (max − min over every setting) and ``relative_range`` (range / mean
+        |value|), sorted by ``relative_range``, largest first.
+    """
+    axes = list(sweep["log_posterior"].dims)
+    rows, labels = [], []
+    for var in ("weights", "means", "covariances"):
+        for label, coords in parameter_entries(var, sweep[var].isel({a: 0 for a in axes})):
+            values = sweep[var].isel(coords).values
+            low, high = float(values.min()), float(values.max())
+            scale = float(np.abs(values).mean())
+            rows.append({"min": low, "max": high, "range": high - low,
+                         "relative_range": (high - low) / scale if scale > 0 else 0.0})
+            labels.append(label)
+    table = pd.DataFrame(rows, index=pd.Index(labels, name="parameter"))
+    return table.sort_values("relative_range", ascending=False)
 
 
 def em_sensitivity(fit: MixtureFit, X, *, step: float = 0.01, tol: float = 1e-14,
