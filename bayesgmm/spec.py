@@ -144,9 +144,9 @@ def _suggest(key: str, allowed) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _check(check, default=None, doc: str = ""):
+def _check(check, default=None):
     """A dataclass field carrying the function that validates its TOML value."""
-    return field(default=default, metadata={"check": check, "doc": doc})
+    return field(default=default, metadata={"check": check})
 
 
 # ---------------------------------------------------------------------- sections
@@ -261,11 +261,6 @@ class StudySpec:
                     lines.append(f"{f.name} = {_toml_value(value)}")
         return "\n".join(lines) + "\n"
 
-    def with_sampler(self, **changes) -> StudySpec:
-        """A copy with sampler settings changed (e.g. fewer draws for a quick run)."""
-        changes = {k: v for k, v in changes.items() if v is not None}
-        return replace(self, sampler=replace(self.sampler or SamplerSpec(), **changes))
-
 
 def _toml_value(value) -> str:
     if isinstance(value, bool):
@@ -291,8 +286,8 @@ def _line_of(text: str, table: str | None, key: str | None = None) -> int | None
         m = header.match(line)
         if m:
             current = m.group(1)
-            if key is None and current == table:
-                return number
+            if current == (table if key is None else f"{table}.{key}"):
+                return number  # the table's header, or a sub-table [table.key]
             continue
         m = assign.match(line)
         if key is not None and m and m.group(1) == key and current == table:

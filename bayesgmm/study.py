@@ -14,7 +14,6 @@ import hashlib
 import json
 import platform
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from .datasets import load_dataset, read_csv, select_columns
 from .em import fit_map
 from .priors import adjust_prior, default_prior
 from .result import MixtureFit
-from .spec import StudySpec
+from .spec import SamplerSpec, StudySpec
 
 __all__ = ["STAGES", "StudyResult", "load_data", "study_prior", "run_study", "write_report",
            "check_output_folder", "fit_dataset", "fit_json", "stages_of"]
@@ -176,7 +175,7 @@ def run_study(spec: StudySpec, stages=None, *, progress: bool = True, log=None) 
                            lambda: _select(spec, X, priors))
     result = StudyResult(spec=spec, data=X, fit=fit, selection=selection, timings=timings)
     K, prior = fit.n_components, fit.prior
-    sampler = spec.sampler or spec.with_sampler().sampler
+    sampler = spec.sampler or SamplerSpec()  # the defaults, for `bayesgmm sample` on data
     if "sample" in stages:
         from .posterior import sample_posterior
 
@@ -195,11 +194,11 @@ def run_study(spec: StudySpec, stages=None, *, progress: bool = True, log=None) 
                               lambda: compare(fit, result.idata, method=sampler.relabel,
                                               hdi_prob=sampler.hdi_prob))
     if "sensitivity" in stages:
-        _sensitivity(result, prior, progress, timed)
+        _sensitivity(result, progress, timed)
     return result
 
 
-def _sensitivity(result: StudyResult, prior, progress: bool, timed) -> None:
+def _sensitivity(result: StudyResult, progress: bool, timed) -> None:
     from .sensitivity import em_sensitivity, prior_sweep, sensitivity_report, sweep_summary
 
     spec, X, fit = result.spec, result.data, result.fit
@@ -210,7 +209,7 @@ def _sensitivity(result: StudyResult, prior, progress: bool, timed) -> None:
         n = int(np.prod([len(v) for v in settings.grid.values()]))
         result.sweep = timed("sweep", f"prior sweep: {n} settings of {', '.join(settings.grid)}",
                              lambda: prior_sweep(
-                                 X, fit.n_components, spec.model.covariance, prior,
+                                 X, fit.n_components, spec.model.covariance, fit.prior,
                                  {k: list(v) for k, v in settings.grid.items()}, base_fit=fit,
                                  n_init=spec.em.n_init, tol=spec.em.tol,
                                  max_iter=spec.em.max_iter, random_state=spec.seed,
@@ -401,18 +400,20 @@ def _power_scaling_sentence(result: StudyResult) -> str:
         worst = table["prior"].abs().idxmax()
         return (f"EM path only (no posterior): the MAP estimate most sensitive to the prior's "
                 f"power is {worst}, d θ̂ / d log a = {table.loc[worst, 'prior']:+.4g}.")
+    from .sensitivity import PARETO_K_THRESHOLD, SENSITIVITY_THRESHOLD
+
     flagged = table[table["verdict"] != ""]
     unreliable = int((~table["reliable"]).sum())
     if flagged.empty:
-        text = (f"No parameter crosses priorsense's threshold (0.05) for prior sensitivity: "
-                f"the prior is not driving the posterior.")
+        text = (f"No parameter crosses priorsense's threshold ({SENSITIVITY_THRESHOLD}) for "
+                "prior sensitivity: the prior is not driving the posterior.")
     else:
         text = (f"{len(flagged)} of {len(table)} parameters are flagged: "
                 + "; ".join(f"{p} ({v})" for p, v in flagged["verdict"].head(5).items())
                 + ("; …" if len(flagged) > 5 else "") + ".")
     if unreliable:
         text += (f" For {unreliable} parameter(s) the importance weights are unreliable "
-                 "(Pareto k̂ > 0.7); read their MCMC sensitivities with care.")
+                 f"(Pareto k̂ > {PARETO_K_THRESHOLD}); read their MCMC sensitivities with care.")
     return text
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bayesgmm.spec import SamplerSpec, SpecError, load_spec, parse_spec
+from bayesgmm.spec import SpecError, load_spec, parse_spec
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 SPECS = sorted(MODELS.glob("*.toml"))
@@ -60,7 +60,6 @@ def test_defaults_and_optional_tables():
     spec = parse_spec(MINIMAL.replace("[sampler]\ndraws = 100\n", ""))
     assert spec.sampler is None and spec.sensitivity is None
     assert spec.em.n_init == 5 and spec.prior.style == "default" and spec.seed == 0
-    assert spec.with_sampler(draws=7).sampler == SamplerSpec(draws=7)
 
 
 def test_candidate_ks_and_relative_data_path(tmp_path):
@@ -111,6 +110,14 @@ def test_errors_name_file_line_and_key(change, needle, words):
     assert "\n" not in message
 
 
+def test_sub_table_form_of_the_grid():
+    text = MINIMAL + "[sensitivity.grid]\nshrinkage = [0.1, 1.0]\ndof = 'x'\n"
+    with pytest.raises(SpecError, match=rf"^s.toml:{line_of(text, '[sensitivity.grid]')}: "):
+        parse_spec(text, "s.toml")
+    spec = parse_spec(text.replace("dof = 'x'", "dof = [4.0, 8.0]"), "s.toml")
+    assert spec.sensitivity.grid == {"shrinkage": (0.1, 1.0), "dof": (4.0, 8.0)}
+
+
 def test_missing_tables_and_malformed_toml():
     with pytest.raises(SpecError, match=r"^s.toml: missing the \[model\] table"):
         parse_spec('[data]\ndataset = "iris"\n', "s.toml")
@@ -134,3 +141,17 @@ def test_missing_and_binary_files(tmp_path):
     (tmp_path / "b.toml").write_bytes(b"\xff\xfe\x00")
     with pytest.raises(SpecError, match="not a text file"):
         load_spec(tmp_path / "b.toml")
+
+
+def test_the_schema_table_documents_every_key():
+    from dataclasses import fields
+
+    from bayesgmm import spec as spec_module
+
+    readme = (MODELS / "README.md").read_text()
+    for table, cls in spec_module._SECTIONS.items():
+        assert f"**`[{table}]`**" in readme
+        for f in fields(cls):
+            assert f"`{f.name}`" in readme, (table, f.name)
+    for key in spec_module._TOP:
+        assert f"`{key}`" in readme
