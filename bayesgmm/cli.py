@@ -255,7 +255,10 @@ def _folder(parser, default: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="bayesgmm", description=__doc__.split("\n\n")[0],
+        prog="bayesgmm",
+        description="Bayesian Gaussian mixtures: MAP-EM fits, posteriors, their comparison and "
+                    "prior-sensitivity studies, from a study spec (models/*.toml), a CSV file or "
+                    "a bundled data set.",
         epilog="`bayesgmm COMMAND --help` describes each command.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

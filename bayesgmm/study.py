@@ -271,10 +271,11 @@ def check_output_folder(folder) -> Path:
 
 
 def _write_table(table: pd.DataFrame, folder: Path, name: str, title: str) -> str:
+    """Write ``name``.csv and ``name``.md; return the Markdown section for an index page."""
     table.to_csv(folder / f"{name}.csv")
-    markdown = f"# {title}\n\n{table.to_markdown(floatfmt='.4g')}\n"
-    (folder / f"{name}.md").write_text(markdown)
-    return markdown
+    markdown = table.to_markdown(floatfmt=".4g")
+    (folder / f"{name}.md").write_text(f"# {title}\n\n{markdown}\n")
+    return f"## {title}\n\n{markdown}\n"
 
 
 def _versions() -> dict:

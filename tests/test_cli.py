@@ -227,3 +227,20 @@ def test_bundled_data_sets():
     iris = bg.load_dataset("iris", features_only=False)
     assert faithful.shape == (272, 2) and iris.shape == (150, 5)
     assert np.isclose(faithful["waiting"].mean(), 70.8970588235294)
+
+
+@pytest.mark.slow
+def test_sample_writes_the_posterior(tmp_path, csv, capsys):
+    code, out, _ = run_cli(["sample", csv, "-k", "2", "--draws", "30", "--tune", "30",
+                            "--chains", "1", "--json", "--out", tmp_path / "post.nc"], capsys)
+    assert code == 0
+    printed = json.loads(out)
+    import arviz as az
+
+    idata = az.from_netcdf(tmp_path / "post.nc")
+    assert idata.posterior.sizes["chain"] == 1 and idata.posterior.sizes["draw"] == 30
+    assert {"log_likelihood", "log_prior", "observed_data"} <= set(idata.groups())
+    means = {row["index"]: row["mean"] for row in printed["summary"]}
+    assert means["weights[0]"] == pytest.approx(
+        float(idata.posterior["weights"].isel(component=0).mean()), abs=1e-3)  # az rounds
+    assert set(printed["sampler_health"]) >= {"divergences", "max_rhat"}
