@@ -19,8 +19,7 @@ from pathlib import Path
 
 from .datasets import DATASETS
 from .spec import load_spec, spec_from_dict
-from .study import (check_output_folder, fit_dataset, fit_json, run_study, stages_of,
-                    write_report)
+from .study import check_output_folder, fit_json, run_study, stages_of, write_report
 
 __all__ = ["main", "build_parser"]
 
@@ -119,7 +118,7 @@ def _bundled_spec(overrides: dict):
 def _write_file(path: Path, write) -> Path:
     """Write one file atomically: to a temporary sibling, then renamed into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
     try:
         write(Path(tmp))
@@ -148,7 +147,7 @@ def _cmd_fit(args, out: _Output) -> int:
     fit, X = result.fit, result.data
     if target is not None:
         _write_file(target, (lambda p: p.write_text(json.dumps(fit_json(fit), indent=1)))
-                    if target.suffix == ".json" else (lambda p: fit_dataset(fit).to_netcdf(p)))
+                    if target.suffix == ".json" else fit.save)
     text = fit.summary(f"{spec.name}: {len(X)} rows × {X.shape[1]} columns")
     text += f"\n  BIC = {fit.bic(X):.3f}  (lower is better)"
     if result.selection is not None:

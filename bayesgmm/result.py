@@ -186,10 +186,25 @@ class MixtureFit:
                    "converged": int(self.converged)},
         )
 
+    def to_dataset(self):
+        """Everything :meth:`save` stores, as one xarray Dataset: :meth:`to_xarray`'s parameters
+        plus ``history`` and the prior (``prior_mean``, ``prior_scale``, …) as variables, and the
+        metadata as JSON in ``attrs["bayesgmm"]`` (:func:`load` reads it back)."""
+        ds = self.to_xarray()
+        meta, arrays = self._record()
+        scale_dims = ("feature", "feature_bis")
+        dims = {"history": ("iteration",), "prior_mean": ("feature",),
+                "prior_scale": scale_dims[:np.ndim(arrays.get("prior_scale"))],
+                "prior_concentration": ("component",)[:np.ndim(arrays.get("prior_concentration"))]}
+        for name, value in arrays.items():
+            if name not in ds:
+                ds[name] = (dims.get(name, ()), value)
+        ds.attrs["bayesgmm"] = json.dumps(meta)
+        return ds
+
     # ------------------------------------------------------------------ storage
-    def save(self, path) -> Path:
-        """Write to a ``.npz`` file (arrays plus JSON metadata; loading never unpickles)."""
-        path = Path(path)
+    def _record(self) -> tuple[dict, dict]:
+        """(metadata, arrays): the fit in the two parts every storage format holds."""
         meta = {f.name: getattr(self, f.name) for f in fields(self)
                 if f.name not in _ARRAYS and f.name != "prior"}
         meta["format"] = _FORMAT
@@ -198,9 +213,18 @@ class MixtureFit:
             meta["prior_covariance"] = self.prior.covariance
             arrays.update({f"prior_{k}": np.asarray(getattr(self.prior, k), dtype=float)
                            for k in _PRIOR_FIELDS})
-        arrays["meta"] = np.array(json.dumps(meta))
+        return meta, arrays
+
+    def save(self, path) -> Path:
+        """Write to ``path``: a netCDF file (``.nc``, :meth:`to_dataset`) or else ``.npz``
+        (arrays plus JSON metadata).  :func:`load` reads both; neither unpickles."""
+        path = Path(path)
+        if path.suffix == ".nc":
+            self.to_dataset().to_netcdf(path)
+            return path
+        meta, arrays = self._record()
         with open(path, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
         return path
 
 
@@ -218,16 +242,23 @@ def parameter_entries(name: str, da):
 
 
 def load(path) -> MixtureFit:
-    """Read a :class:`MixtureFit` written by :meth:`MixtureFit.save`."""
-    with np.load(Path(path), allow_pickle=False) as data:
-        meta = json.loads(str(data["meta"]))
-        if meta.pop("format", None) != _FORMAT:
-            raise ValueError(f"{path} is not a saved bayesgmm MixtureFit")
-        prior = None
-        if "prior_covariance" in meta:
-            values = {k: data[f"prior_{k}"] for k in _PRIOR_FIELDS}
-            values = {k: (float(v) if v.ndim == 0 and k != "scale" else v)
-                      for k, v in values.items()}
-            prior = GMMPrior(**values, covariance=meta.pop("prior_covariance"))
-        arrays = {name: data[name] for name in _ARRAYS}
-    return MixtureFit(**arrays, **meta, prior=prior)
+    """Read a :class:`MixtureFit` written by :meth:`MixtureFit.save` (``.npz`` or ``.nc``)."""
+    path = Path(path)
+    if path.suffix == ".nc":
+        import xarray as xr
+
+        with xr.open_dataset(path) as ds:
+            meta = json.loads(ds.attrs.get("bayesgmm", "{}"))
+            arrays = {name: ds[name].values for name in ds.data_vars}
+    else:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta"])) if "meta" in data else {}
+            arrays = {name: data[name] for name in data.files}
+    if meta.pop("format", None) != _FORMAT:
+        raise ValueError(f"{path} is not a saved bayesgmm MixtureFit")
+    prior = None
+    if "prior_covariance" in meta:
+        values = {k: arrays[f"prior_{k}"] for k in _PRIOR_FIELDS}
+        values = {k: (float(v) if v.ndim == 0 and k != "scale" else v) for k, v in values.items()}
+        prior = GMMPrior(**values, covariance=meta.pop("prior_covariance"))
+    return MixtureFit(**{name: arrays[name] for name in _ARRAYS}, **meta, prior=prior)

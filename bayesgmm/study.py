@@ -31,7 +31,7 @@ from .result import MixtureFit
 from .spec import SamplerSpec, StudySpec
 
 __all__ = ["STAGES", "StudyResult", "load_data", "study_prior", "run_study", "write_report",
-           "check_output_folder", "fit_dataset", "fit_json", "stages_of"]
+           "check_output_folder", "fit_json", "stages_of"]
 
 #: every stage, in order
 STAGES = ("fit", "sample", "compare", "sensitivity")
@@ -226,25 +226,10 @@ def _sensitivity(result: StudyResult, progress: bool, timed) -> None:
 
 
 # ---------------------------------------------------------------------- outputs
-def fit_dataset(fit: MixtureFit):
-    """The fit as an xarray Dataset (:meth:`MixtureFit.to_xarray`) with its prior's
-    hyperparameters (``prior_mean``, ``prior_scale`` and attrs) — what the netCDF holds."""
-    ds = fit.to_xarray()
-    ds.attrs.update(n_samples=float(fit.n_samples), history=np.asarray(fit.history))
-    if fit.prior is not None:
-        p = fit.prior
-        scale_dims = ("feature", "feature_bis")[:np.ndim(p.scale)]
-        ds["prior_mean"] = (("feature",), np.asarray(p.mean))
-        ds["prior_scale"] = (scale_dims, np.asarray(p.scale))
-        ds.attrs.update(prior_shrinkage=p.shrinkage, prior_dof=p.dof,
-                        prior_concentration=np.atleast_1d(p.concentration),
-                        prior_covariance=p.covariance)
-    return ds
-
-
 def fit_json(fit: MixtureFit) -> dict:
-    """The fit as plain JSON-ready data (the same content as :func:`fit_dataset`)."""
-    return _jsonable(fit_dataset(fit).to_dict(data="list"))
+    """The fit as JSON-ready data: :meth:`MixtureFit.to_dataset` in xarray's dict form
+    (``xarray.Dataset.from_dict`` reads it back)."""
+    return _jsonable(fit.to_dataset().to_dict(data="list"))
 
 
 def _jsonable(value):
@@ -328,11 +313,11 @@ def _write_contents(result: StudyResult, folder: Path, command) -> None:
 
     spec, fit, X = result.spec, result.fit, result.data
     (folder / "spec.toml").write_text(spec.to_toml())
-    fit_dataset(fit).to_netcdf(folder / "em_fit.nc")
+    fit.save(folder / "em_fit.nc")
     (folder / "em_fit.json").write_text(json.dumps(fit_json(fit), indent=1) + "\n")
     files = {"spec.toml": "the effective study spec (every setting explicit)",
              "provenance.json": "package versions, seed, command, data checksum, timings",
-             "em_fit.nc": "the MAP-EM estimate and its prior (netCDF)",
+             "em_fit.nc": "the MAP-EM estimate and its prior (netCDF; `bg.load` reads it)",
              "em_fit.json": "the same, as JSON"}
     if result.selection is not None:
         _write_table(result.selection, folder, "model_selection", "Model selection")

@@ -149,6 +149,8 @@ def test_fit_prints_and_writes_the_api_estimate(tmp_path, csv, capsys):
     np.testing.assert_array_equal(saved["prior_scale"].values, fit.prior.scale)
     assert saved.attrs["log_posterior"] == fit.log_posterior
     saved.close()
+    np.testing.assert_array_equal(bg.load(tmp_path / "f.nc").predict_proba(X),
+                                  fit.predict_proba(X))
     code, out, _ = run_cli(["fit", csv, "-k", "2", "--seed", "4", "--json", "--out",
                             tmp_path / "f.json"], capsys)
     printed = json.loads(out)

@@ -97,9 +97,10 @@ def test_to_xarray_dims_and_feature_names():
     assert list(plain["feature"].values) == ["x0", "x1", "x2", "x3"]
 
 
-def test_save_load_round_trip_is_exact(fitted, tmp_path):
+@pytest.mark.parametrize("suffix", [".npz", ".nc"])
+def test_save_load_round_trip_is_exact(fitted, tmp_path, suffix):
     X, fit = fitted
-    path = fit.save(tmp_path / "fit.npz")
+    path = fit.save(tmp_path / f"fit{suffix}")
     back = bg.load(path)
     for name in ("weights", "means", "covariances", "history"):
         np.testing.assert_array_equal(getattr(back, name), getattr(fit, name))
@@ -111,16 +112,22 @@ def test_save_load_round_trip_is_exact(fitted, tmp_path):
     np.testing.assert_array_equal(back.predict_proba(X), fit.predict_proba(X))
 
 
-def test_save_load_without_prior_and_with_names(tmp_path):
+@pytest.mark.parametrize("suffix", [".npz", ".nc"])
+def test_save_load_without_prior_and_with_names(tmp_path, suffix):
     fit = bg.fit_map(bg.load_dataset("faithful"), 2, prior=None, random_state=0)
-    back = bg.load(fit.save(tmp_path / "ml.npz"))
+    back = bg.load(fit.save(tmp_path / f"ml{suffix}"))
     assert back.prior is None and back.feature_names == ("eruptions", "waiting")
 
 
 def test_load_rejects_other_files(tmp_path):
     np.savez(tmp_path / "other.npz", meta=np.array('{"format": "x"}'))
-    with pytest.raises(ValueError, match="not a saved bayesgmm"):
-        bg.load(tmp_path / "other.npz")
+    np.savez(tmp_path / "plain.npz", x=np.ones(3))
+    import xarray as xr
+
+    xr.Dataset({"x": ("i", np.ones(3))}).to_netcdf(tmp_path / "other.nc")
+    for name in ("other.npz", "plain.npz", "other.nc"):
+        with pytest.raises(ValueError, match="not a saved bayesgmm"):
+            bg.load(tmp_path / name)
 
 
 def test_predict_checks_feature_count(fitted):

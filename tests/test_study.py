@@ -78,6 +78,7 @@ def test_demo_numbers_equal_the_python_api(demo, api):
         np.testing.assert_array_equal(em[var].values, getattr(fit, var))
     assert em.attrs["log_posterior"] == fit.log_posterior
     em.close()
+    assert bg.load(demo / "em_fit.nc").log_posterior == fit.log_posterior
 
     saved = az.from_netcdf(demo / "posterior.nc")
     for var in ("weights", "means", "covariances"):
