@@ -76,7 +76,7 @@ def _overrides(args) -> dict:
     columns = getattr(args, "columns", None)
     put("data", "columns", columns.split(",") if columns else None)
     put("data", "standardize", True if getattr(args, "standardize", False) else None)
-    for key in ("draws", "tune", "chains"):
+    for key in ("draws", "tune", "chains", "target_accept"):
         put("sampler", key, getattr(args, key, None))
     grid = getattr(args, "grid", None)
     put("sensitivity", "grid", dict(grid) if grid else None)
@@ -245,6 +245,8 @@ def _sampler(parser) -> None:
     group.add_argument("--draws", type=int, help="kept draws per chain")
     group.add_argument("--tune", type=int, help="tuning steps per chain")
     group.add_argument("--chains", type=int, help="number of chains")
+    group.add_argument("--target-accept", type=float, metavar="P",
+                       help="NUTS target acceptance in (0, 1); raise it if there are divergences")
 
 
 def _folder(parser, default: str) -> None:

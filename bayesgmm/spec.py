@@ -245,6 +245,13 @@ class StudySpec:
     source: Path | None = field(default=None, compare=False)
     text: str = field(default="", compare=False)
 
+    def error(self, message: str, table: str, key: str | None = None) -> SpecError:
+        """A :class:`SpecError` for a problem found after parsing (in the data, say), located at
+        ``[table] key`` of the spec file as parse errors are."""
+        if self.source is None:
+            return SpecError(f"[{table}] {message}")
+        return _Context(str(self.source), self.text).error(message, table, key)
+
     def to_toml(self) -> str:
         """The spec as TOML (every setting explicit, data path absolute); parses back equal."""
         lines = [f"{key} = {_toml_value(getattr(self, key))}" for key in _TOP]

@@ -66,18 +66,24 @@ def stages_of(spec: StudySpec) -> tuple[str, ...]:
 def load_data(spec: StudySpec) -> pd.DataFrame:
     """The spec's data: its columns as float64, standardised (z-scores) if asked."""
     data = spec.data
-    if data.dataset is not None:
-        frame = load_dataset(data.dataset, features_only=data.columns is None)
-        frame = select_columns(frame, data.columns, f"data set {data.dataset!r}")
-    else:
-        frame = read_csv(data.path, data.columns)
-    check_data(frame, name=f"the data of study {spec.name!r}")
+    source_key = "dataset" if data.dataset is not None else "path"
+    try:
+        if data.dataset is not None:
+            frame = load_dataset(data.dataset, features_only=data.columns is None)
+            frame = select_columns(frame, data.columns, f"data set {data.dataset!r}")
+        else:
+            frame = read_csv(data.path, data.columns)
+        check_data(frame, name="the data")
+    except FileNotFoundError as exc:
+        raise spec.error(str(exc), "data", "path") from None
+    except (ValueError, TypeError) as exc:
+        raise spec.error(str(exc), "data", "columns" if data.columns else source_key) from None
     if data.standardize:
         sd = frame.std(ddof=1)
         constant = [str(c) for c in sd.index[~(sd > 0)]]
         if constant:
-            raise ValueError(f"cannot standardise constant column(s) {constant}; drop them or "
-                             "set standardize = false")
+            raise spec.error(f"cannot standardise constant column(s) {constant}; drop them or "
+                             "set standardize = false", "data", "standardize")
         frame = (frame - frame.mean()) / sd
     return frame
 
@@ -89,9 +95,11 @@ def study_prior(spec: StudySpec, X, n_components: int):
         return None
     prior = default_prior(X, n_components, spec.model.covariance, style=spec.prior.style)
     try:
-        return adjust_prior(prior, spec.prior.overrides)
+        prior = adjust_prior(prior, spec.prior.overrides)
+        prior.check_compatible(n_components, X.shape[1], spec.model.covariance)
+        return prior
     except ValueError as exc:
-        raise ValueError(f"[prior] of study {spec.name!r} for K={n_components}: {exc}") from None
+        raise spec.error(f"for K={n_components}: {exc}", "prior") from None
 
 
 def _priors(spec: StudySpec, X) -> dict:
@@ -101,8 +109,8 @@ def _priors(spec: StudySpec, X) -> dict:
         try:
             check_n_components(K, len(X))
         except ValueError:
-            raise ValueError(f"[model] n_components={K} exceeds the {len(X)} rows of the data of "
-                             f"study {spec.name!r}; use at most {len(X)}") from None
+            raise spec.error(f"n_components={K} exceeds the {len(X)} rows of the data; use at "
+                             f"most {len(X)}", "model", "n_components") from None
         out[K] = study_prior(spec, X, K)
     return out
 

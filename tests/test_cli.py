@@ -62,6 +62,10 @@ def test_module_and_entry_point_run():
 
 
 # ---------------------------------------------------------------------- bad input
+def line_of(path, needle: str) -> int:
+    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
+
+
 def bad_inputs(tmp_path, csv):
     """(arguments, words the one-line message must contain) for each kind of bad input."""
     text = SPEC.format(extra="")
@@ -89,7 +93,20 @@ def bad_inputs(tmp_path, csv):
     cases["missing value"] = (["compare", tmp_path / "gap.csv", "-k", "2"],
                               ["'eruptions'", "1 missing value", "line 11"])
     (tmp_path / "k.toml").write_text(text.replace("n_components = 2", "n_components = 400"))
-    cases["K > N in a spec"] = (["run", tmp_path / "k.toml"], ["n_components=400"])
+    cases["K > N in a spec"] = (["run", tmp_path / "k.toml"],
+                                [f"k.toml:{line_of(tmp_path / 'k.toml', 'n_components')}: "
+                                 "[model]", "n_components=400"])
+    (tmp_path / "col.toml").write_text(text.replace('path = "data.csv"',
+                                                    'path = "data.csv"\ncolumns = ["wait"]'))
+    cases["unknown column in a spec"] = (["run", tmp_path / "col.toml"],
+                                         [f"col.toml:{line_of(tmp_path / 'col.toml', 'columns')}"
+                                          ": [data]", "['wait']"])
+    (tmp_path / "alpha.toml").write_text(text.replace("[sensitivity]",
+                                                      "[prior]\nconcentration = [1, 1, 1]\n"
+                                                      "[sensitivity]"))
+    cases["prior of the wrong K"] = (["run", tmp_path / "alpha.toml"],
+                                     [f"alpha.toml:{line_of(tmp_path / 'alpha.toml', '[prior]')}"
+                                      ": [prior]", "length 3"])
     return cases
 
 
