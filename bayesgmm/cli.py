@@ -145,16 +145,17 @@ def _cmd_fit(args, out: _Output) -> int:
     spec = _spec(args)
     result = run_study(spec, ("fit",), progress=out.progress, log=out.log)
     fit, X = result.fit, result.data
+    as_json, bic = fit_json(fit), fit.bic(X)
     if target is not None:
-        _write_file(target, (lambda p: p.write_text(json.dumps(fit_json(fit), indent=1)))
+        _write_file(target, (lambda p: p.write_text(json.dumps(as_json, indent=1)))
                     if target.suffix == ".json" else fit.save)
     text = fit.summary(f"{spec.name}: {len(X)} rows × {X.shape[1]} columns")
-    text += f"\n  BIC = {fit.bic(X):.3f}  (lower is better)"
+    text += f"\n  BIC = {bic:.3f}  (lower is better)"
     if result.selection is not None:
         text += "\n\n" + result.selection.to_string()
     if target is not None:
         text += f"\nwrote {target}"
-    data = {"fit": fit_json(fit), "bic": fit.bic(X), "output": str(target) if target else None,
+    data = {"fit": as_json, "bic": bic, "output": str(target) if target else None,
             "selection": None if result.selection is None
             else result.selection.reset_index().to_dict(orient="records")}
     out.result(text, data)
