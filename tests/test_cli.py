@@ -15,6 +15,7 @@ import bayesgmm as bg
 from bayesgmm import study
 from bayesgmm.cli import build_parser, main
 from bayesgmm.spec import load_spec
+from tests.test_spec import line_of
 
 COMMANDS = ["fit", "sample", "compare", "sweep", "run", "demo"]
 
@@ -62,10 +63,6 @@ def test_module_and_entry_point_run():
 
 
 # ---------------------------------------------------------------------- bad input
-def line_of(path, needle: str) -> int:
-    return next(i for i, line in enumerate(path.read_text().splitlines(), 1) if needle in line)
-
-
 def bad_inputs(tmp_path, csv):
     """(arguments, words the one-line message must contain) for each kind of bad input."""
     text = SPEC.format(extra="")
@@ -92,21 +89,21 @@ def bad_inputs(tmp_path, csv):
     frame.to_csv(tmp_path / "gap.csv", index=False)
     cases["missing value"] = (["compare", tmp_path / "gap.csv", "-k", "2"],
                               ["'eruptions'", "1 missing value", "line 11"])
-    (tmp_path / "k.toml").write_text(text.replace("n_components = 2", "n_components = 400"))
-    cases["K > N in a spec"] = (["run", tmp_path / "k.toml"],
-                                [f"k.toml:{line_of(tmp_path / 'k.toml', 'n_components')}: "
-                                 "[model]", "n_components=400"])
-    (tmp_path / "col.toml").write_text(text.replace('path = "data.csv"',
-                                                    'path = "data.csv"\ncolumns = ["wait"]'))
-    cases["unknown column in a spec"] = (["run", tmp_path / "col.toml"],
-                                         [f"col.toml:{line_of(tmp_path / 'col.toml', 'columns')}"
-                                          ": [data]", "['wait']"])
-    (tmp_path / "alpha.toml").write_text(text.replace("[sensitivity]",
-                                                      "[prior]\nconcentration = [1, 1, 1]\n"
-                                                      "[sensitivity]"))
-    cases["prior of the wrong K"] = (["run", tmp_path / "alpha.toml"],
-                                     [f"alpha.toml:{line_of(tmp_path / 'alpha.toml', '[prior]')}"
-                                      ": [prior]", "length 3"])
+    located = {  # a problem found after parsing, pointed at the spec line named by `needle`
+        "K > N in a spec": ("k.toml", ("n_components = 2", "n_components = 400"),
+                            "n_components", "[model]", "n_components=400"),
+        "unknown column in a spec": ("col.toml", ('path = "data.csv"',
+                                                  'path = "data.csv"\ncolumns = ["wait"]'),
+                                     "columns", "[data]", "['wait']"),
+        "prior of the wrong K": ("alpha.toml", ("[sensitivity]", "[prior]\nconcentration = "
+                                                "[1, 1, 1]\n[sensitivity]"),
+                                 "[prior]", "[prior]", "length 3"),
+    }
+    for case, (name, change, needle, table, words) in located.items():
+        spec_text = text.replace(*change)
+        (tmp_path / name).write_text(spec_text)
+        cases[case] = (["run", tmp_path / name],
+                       [f"{name}:{line_of(spec_text, needle)}: {table}", words])
     return cases
 
 
