@@ -50,7 +50,7 @@ _LAZY = {"MAPGaussianMixture": "estimator", "build_model": "posterior", "compare
          "relabel": "relabelling", "Report": "comparison", "prior_sweep": "sensitivity",
          "em_sensitivity": "sensitivity", "mcmc_sensitivity": "sensitivity",
          "sensitivity_report": "sensitivity", "sweep_summary": "sensitivity",
-         "run_study": "study", "write_report": "study",
+         "run_study": "study", "write_report": "report",
          "sample_posterior": "posterior", "InverseWishart": "distributions"}
 
 

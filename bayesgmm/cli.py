@@ -17,9 +17,11 @@ import warnings
 from importlib import resources
 from pathlib import Path
 
+from ._io import atomic_write, check_output_folder
 from .datasets import DATASETS
+from .result import FIT_SUFFIXES
 from .spec import load_spec, spec_from_dict
-from .study import check_output_folder, fit_json, run_study, stages_of, write_report
+from .study import run_study, stages_of
 
 __all__ = ["main", "build_parser"]
 
@@ -76,6 +78,7 @@ def _overrides(args) -> dict:
     columns = getattr(args, "columns", None)
     put("data", "columns", columns.split(",") if columns else None)
     put("data", "standardize", True if getattr(args, "standardize", False) else None)
+    put("data", "header", False if getattr(args, "no_header", False) else None)
     for key in ("draws", "tune", "chains", "target_accept"):
         put("sampler", key, getattr(args, key, None))
     grid = getattr(args, "grid", None)
@@ -115,20 +118,6 @@ def _bundled_spec(overrides: dict):
 
 
 # ---------------------------------------------------------------------- commands
-def _write_file(path: Path, write) -> Path:
-    """Write one file atomically: to a temporary sibling, then renamed into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
 def _check_suffix(path, allowed) -> Path | None:
     if path is None:
         return None
@@ -141,14 +130,13 @@ def _check_suffix(path, allowed) -> Path | None:
 
 
 def _cmd_fit(args, out: _Output) -> int:
-    target = _check_suffix(args.out, (".json", ".nc"))
+    target = _check_suffix(args.out, FIT_SUFFIXES)
     spec = _spec(args)
     result = run_study(spec, ("fit",), progress=out.progress, log=out.log)
     fit, X = result.fit, result.data
-    as_json, bic = fit_json(fit), fit.bic(X)
+    as_json, bic = fit.to_dict(), fit.bic(X)
     if target is not None:
-        _write_file(target, (lambda p: p.write_text(json.dumps(as_json, indent=1)))
-                    if target.suffix == ".json" else fit.save)
+        fit.save(target)
     text = fit.summary(f"{spec.name}: {len(X)} rows × {X.shape[1]} columns")
     text += f"\n  BIC = {bic:.3f}  (lower is better)"
     if result.selection is not None:
@@ -167,7 +155,9 @@ def _cmd_sample(args, out: _Output) -> int:
     spec = _spec(args)
     result = run_study(spec, ("fit", "sample"), progress=out.progress, log=out.log)
     if target is not None:
-        _write_file(target, lambda p: result.idata.to_netcdf(str(p)))
+        from ._compat import inference_data_bytes
+
+        atomic_write(target, inference_data_bytes(result.idata))
     import arviz as az
 
     summary = az.summary(result.idata, var_names=["weights", "means", "covariances"],
@@ -185,6 +175,8 @@ def _report_command(stages):
 
     def command(args, out: _Output) -> int:
         spec = args.make_spec(args)
+        from .report import write_report
+
         folder = check_output_folder(args.out or f"{spec.name}_report")
         result = run_study(spec, stages(spec) if callable(stages) else stages,
                            progress=out.progress, log=out.log)
@@ -238,6 +230,8 @@ def _source(parser) -> None:
     group.add_argument("--prior", choices=["default", "mclust", "none"],
                        help="style of the data-scaled prior; 'none' = maximum likelihood")
     group.add_argument("--columns", help="comma-separated data columns (default: all)")
+    group.add_argument("--no-header", action="store_true",
+                       help="the CSV file has no header row (columns are named x0, x1, …)")
     group.add_argument("--standardize", action="store_true", help="z-score every column")
 
 
@@ -272,7 +266,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("fit", "MAP-EM fit: print the estimate, optionally write it as JSON or netCDF",
                 _cmd_fit)
     _source(p)
-    p.add_argument("--out", help="write the fit to FILE.json or FILE.nc")
+    p.add_argument("--out", help="write the fit to FILE.nc, FILE.npz or FILE.json "
+                   "(bg.load reads each)")
     _common(p)
 
     p = command("sample", "sample the full posterior with NUTS from the MAP-EM estimate",
@@ -344,12 +339,14 @@ def main(argv=None) -> int:
     warnings.showwarning = _show_warning(args.debug, args.quiet)
     if args.quiet or args.json:
         logging.getLogger("pymc").setLevel(logging.ERROR)
+    handler = _log_handler(out)
     try:
         return args.run(args, out)
     except KeyboardInterrupt:
-        print("bayesgmm: interrupted", file=sys.stderr)
-        return 130
+        return _interrupted()
     except Exception as exc:
+        if _caused_by_interrupt(exc):  # Ctrl-C surfacing through compiled code
+            return _interrupted()
         if args.debug:
             raise
         message = " ".join(str(exc).split()) or type(exc).__name__
@@ -361,6 +358,42 @@ def main(argv=None) -> int:
         return 1
     finally:
         warnings.showwarning = previous_show
+        logging.getLogger("bayesgmm").removeHandler(handler)
+
+
+def _interrupted() -> int:
+    print("bayesgmm: interrupted; nothing was written (an earlier report or file is unchanged)",
+          file=sys.stderr)
+    return 130
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+class _StageHandler(logging.Handler):
+    """The library's progress messages (logger "bayesgmm") as the command's stage messages."""
+
+    def __init__(self, out: _Output):
+        super().__init__(logging.INFO)
+        self.out = out
+
+    def emit(self, record):
+        self.out.log(record.getMessage())
+
+
+def _log_handler(out: _Output) -> logging.Handler:
+    logger = logging.getLogger("bayesgmm")
+    logger.setLevel(logging.INFO)
+    handler = _StageHandler(out)
+    logger.addHandler(handler)
+    return handler
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ._validation import check_probability
 from .covariance import get_structure
 from .health import PARAMETERS, convergence_summary
 from .result import parameter_entries
@@ -30,6 +31,11 @@ __all__ = ["Report", "compare", "table_dataset", "parameter_table", "adjusted_ra
 
 # ----------------------------------------------------------------------------- validation
 def _check_inputs(fit, idata) -> xr.Dataset:
+    from .result import MixtureFit
+
+    if not isinstance(fit, MixtureFit):
+        raise TypeError(f"fit must be a MixtureFit (from bg.fit_map or bg.load), got "
+                        f"{type(fit).__name__}")
     post = getattr(idata, "posterior", None)
     if post is None:
         raise ValueError("idata has no posterior group; pass the InferenceData of "
@@ -59,7 +65,26 @@ def _check_inputs(fit, idata) -> xr.Dataset:
         n_bad = int((~np.isfinite(post[p].values)).sum())
         if n_bad:
             raise ValueError(f"the posterior's {p} contain {n_bad} NaN or infinite values")
+    _check_draws_spd(post, structure)
     return post
+
+
+def _check_draws_spd(post: xr.Dataset, structure) -> None:
+    """Every drawn covariance must be symmetric positive definite (name the first that is not)."""
+    covs = post["covariances"].transpose("chain", "draw", *structure.dims).values
+    K, d = post.sizes["component"], post.sizes["feature"]
+    flat = covs.reshape((-1,) + covs.shape[2:])
+    dense = np.stack([structure.expand(c, K, d) for c in flat])
+    eig_ok = np.linalg.eigvalsh(dense)[..., 0] > 0  # (S, K)
+    sym_ok = np.all(np.abs(dense - np.swapaxes(dense, -1, -2))
+                    <= 1e-8 * np.abs(dense).max(axis=(-2, -1), keepdims=True), axis=(-2, -1))
+    bad = np.argwhere(~(eig_ok & sym_ok))
+    if bad.size:
+        s, k = (int(i) for i in bad[0])
+        chain, draw = divmod(s, post.sizes["draw"])
+        raise ValueError(f"the posterior's covariances are not all symmetric positive definite: "
+                         f"{len(bad)} draw(s) fail, the first at chain {chain}, draw {draw}, "
+                         f"component {k}; such draws cannot come from the model")
 
 
 # ----------------------------------------------------------------------------- tables
@@ -154,7 +179,11 @@ class Report:
         t = self.table
         inside = int(t["map_in_hdi"].sum())
         worst = t["std_diff"].abs().idxmax()
-        lines = [
+        attrs = self.idata.posterior.attrs
+        lines = [f"PARTIAL RUN: sampling was interrupted after {self.posterior.sizes['draw']} of "
+                 f"{attrs['draws_requested']} draws per chain; read every number below as "
+                 "provisional."] if attrs.get("partial") else []
+        lines += [
             f"The MAP lies inside the {self.hdi_prob:.0%} HDI for {inside} of {len(t)} "
             f"parameters; largest standardised gap: {worst}, {t.loc[worst, 'std_diff']:+.2f} sd.",
             f"Relabelling ({self.relabelling.method}) permuted {self.relabelling.n_permuted} "
@@ -176,13 +205,25 @@ class Report:
         return "\n".join(lines)
 
     def to_markdown(self, path, figures: bool = True) -> Path:
-        """Write the tables (Markdown and CSV), the figures (PNG) and README.md to a folder."""
+        """Write the tables (Markdown and CSV), the figures (PNG) and README.md to a folder.
+
+        The folder is written atomically (:func:`bayesgmm._io.publish_folder`): an existing one
+        is replaced only if bayesgmm wrote it, any other non-empty folder is refused.
+        """
+        from datetime import datetime, timezone
+
+        from ._io import publish_folder
+
+        provenance = {"bayesgmm": "comparison report",
+                      "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        return publish_folder(path, lambda w: self.write_files(w, figures), provenance)
+
+    def write_files(self, writer, figures: bool = True) -> None:
+        """Write the report's files through a :class:`bayesgmm._io.FolderWriter`."""
         from . import plots
 
-        folder = Path(path)
-        folder.mkdir(parents=True, exist_ok=True)
-        self.table.to_csv(folder / "comparison.csv")
-        self.kl.to_csv(folder / "kl.csv")
+        writer.write("comparison.csv", self.table.to_csv())
+        writer.write("kl.csv", self.kl.to_csv())
         sections = ["# MAP-EM vs posterior", "", self.summary(), "",
                     "## Parameters", "", self.table.to_markdown(floatfmt=".4g"), "",
                     "## Kullback–Leibler divergence per component", "",
@@ -197,11 +238,10 @@ class Report:
             sections += ["", "## Figures", ""]
             for name, make in plots.REPORT_FIGURES.items():
                 fig = make(self)
-                fig.savefig(folder / f"{name}.png", dpi=100, bbox_inches="tight")
+                writer.write_figure(f"{name}.png", fig, dpi=100, bbox_inches="tight")
                 plt.close(fig)
                 sections.append(f"![{name}]({name}.png)")
-        (folder / "README.md").write_text("\n".join(sections) + "\n")
-        return folder
+        writer.write("README.md", "\n".join(sections) + "\n")
 
 
 def _kl_table(post: xr.Dataset, fit) -> pd.DataFrame:
@@ -265,8 +305,7 @@ def compare(fit, idata, *, method: str = "pivot", hdi_prob: float = 0.94) -> Rep
     -------
     Report
     """
-    if not 0 < hdi_prob < 1:
-        raise ValueError(f"hdi_prob must lie in (0, 1), got {hdi_prob}")
+    hdi_prob = check_probability(hdi_prob, "hdi_prob")
     post = _check_inputs(fit, idata)
     X = _observed_data(idata, fit)
     relabelled = relabel(post[list(PARAMETERS)], fit, method=method, X=X)

@@ -29,7 +29,10 @@ import numpy as np
 from scipy.linalg import solve_triangular
 from scipy.linalg.blas import dsyrk, dtrsm
 
-__all__ = ["CovarianceStructure", "STRUCTURES", "SingularCovarianceError", "get_structure"]
+from ._validation import check_symmetric
+
+__all__ = ["CovarianceStructure", "STRUCTURES", "SingularCovarianceError", "get_structure",
+           "check_covariances"]
 
 
 class SingularCovarianceError(ValueError):
@@ -386,3 +389,28 @@ def get_structure(name: str) -> CovarianceStructure:
         raise ValueError(
             f"covariance={name!r} is not a covariance structure; use one of {sorted(STRUCTURES)}"
         ) from None
+
+
+def check_covariances(structure: CovarianceStructure, covariances, K: int, d: int,
+                      name: str = "covariances"):
+    """Validate covariances given for a (K, d) model of ``structure`` and return their factor.
+
+    Checks the shape, finiteness, symmetry (matrix structures: the upper triangle is not
+    silently ignored) and positive definiteness, each with a message naming ``name``.
+    """
+    try:
+        covs = np.asarray(covariances, dtype=float)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a numeric array") from None
+    shape = structure.shape(K, d)
+    if covs.shape != shape:
+        raise ValueError(f"{name} must have shape {shape} for {structure.name!r} covariances "
+                         f"(K={K}, d={d}), got {covs.shape}")
+    if not np.all(np.isfinite(covs)):
+        raise ValueError(f"{name} must be finite")
+    if "feature_bis" in structure.dims:
+        check_symmetric(covs, name)
+    try:
+        return structure.factor(covs)
+    except SingularCovarianceError as exc:
+        raise ValueError(f"{name}: {exc}") from None

@@ -34,7 +34,15 @@ def load_dataset(name: str, *, features_only: bool = True) -> pd.DataFrame:
     return frame[features] if features_only else frame
 
 
-def read_csv(path, columns=None) -> pd.DataFrame:
+def _is_number(text) -> bool:
+    try:
+        float(str(text))
+    except ValueError:
+        return False
+    return True
+
+
+def read_csv(path, columns=None, *, header: bool = True) -> pd.DataFrame:
     """Read the numeric columns of a CSV file for fitting, with errors that name the problem.
 
     Parameters
@@ -42,6 +50,10 @@ def read_csv(path, columns=None) -> pd.DataFrame:
     path : str or Path
     columns : sequence of str, optional
         The feature columns (default: every column, which must then all be numeric).
+    header : bool
+        The first row names the columns (default).  A first row made of numbers only is data,
+        not names, and is refused with a hint; with ``header=False`` the columns are named
+        ``x0, x1, …``.
 
     Returns
     -------
@@ -51,17 +63,29 @@ def read_csv(path, columns=None) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"data file {str(path)!r} not found")
     try:
-        frame = pd.read_csv(path)
+        frame = pd.read_csv(path, header=0 if header else None)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ValueError(f"{path} could not be read as CSV: {reason}") from None
-    return select_columns(frame, columns, str(path))
+    if header and all(_is_number(c) for c in frame.columns):
+        raise ValueError(f"{path}: the first row ({', '.join(map(str, frame.columns[:4]))}"
+                         f"{', …' if len(frame.columns) > 4 else ''}) is numbers, not column "
+                         "names; add a header row, or read the file without one (--no-header; "
+                         "header = false in a spec), which names the columns x0, x1, …")
+    if not header:
+        frame.columns = [f"x{j}" for j in range(frame.shape[1])]
+    return select_columns(frame, columns, str(path), first_line=2 if header else 1)
 
 
-def select_columns(frame: pd.DataFrame, columns, source: str) -> pd.DataFrame:
-    """``frame[columns]`` as float64, or a clear error naming a missing column, a non-numeric
-    entry or a missing value (by its line in a CSV file with a header)."""
+def select_columns(frame: pd.DataFrame, columns, source: str, first_line: int = 2
+                   ) -> pd.DataFrame:
+    """``frame[columns]`` as float64, or a clear error naming a repeated or missing column, a
+    non-numeric entry or a missing value (by its line in the CSV file, whose first data row is
+    ``first_line``)."""
     columns = list(frame.columns) if columns is None else list(columns)
+    repeated = sorted({str(c) for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise ValueError(f"the data columns repeat {repeated}; give each column once")
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise ValueError(f"{source} has no column(s) {missing}; its columns are "
@@ -73,11 +97,12 @@ def select_columns(frame: pd.DataFrame, columns, source: str) -> pd.DataFrame:
         if bad.any():
             row = int(bad.to_numpy().argmax())
             raise ValueError(f"{source}: column {c!r} has a non-numeric value "
-                             f"{frame[c].iloc[row]!r} (line {row + 2}); fix it or leave the "
-                             "column out of the data columns")
+                             f"{frame[c].iloc[row]!r} (line {row + first_line}); fix it or leave "
+                             "the column out of the data columns")
         if values.isna().any():
             row = int(values.isna().to_numpy().argmax())
             raise ValueError(f"{source}: column {c!r} has {int(values.isna().sum())} missing "
-                             f"value(s), the first on line {row + 2}; drop or impute those rows")
+                             f"value(s), the first on line {row + first_line}; drop or impute "
+                             "those rows")
         out[c] = values.astype(float)
     return pd.DataFrame(out)

@@ -13,7 +13,11 @@ estimate equals that fit's ``log_posterior`` (``tests/test_posterior.py``).
 
 from __future__ import annotations
 
+import logging
 import os
+import signal
+import threading
+import time
 import warnings
 from contextlib import contextmanager
 
@@ -23,7 +27,14 @@ import pytensor.tensor as pt
 from pytensor.tensor.slinalg import cholesky, solve_triangular
 from threadpoolctl import threadpool_limits
 
-from ._validation import check_data, check_n_components, check_positive_int, feature_names_of
+from ._validation import (
+    check_data,
+    check_n_components,
+    check_positive_int,
+    check_probability,
+    check_random_state,
+    feature_names_of,
+)
 from .covariance import get_structure
 from .distributions import InverseWishart, NonCentred
 from .em import fit_map
@@ -31,10 +42,57 @@ from .health import SamplerWarning, sampler_health
 from .priors import resolve_prior
 from .result import MixtureFit
 
-__all__ = ["build_model", "sample_posterior"]
+__all__ = ["build_model", "sample_posterior", "SamplingInterrupted"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: draws and pointwise log-likelihoods may take at most this share of the machine's memory
+_MEMORY_SHARE = 0.5
+_log = logging.getLogger("bayesgmm")
+
+
+class SamplingInterrupted(KeyboardInterrupt):
+    """Sampling was interrupted (Ctrl-C) before every draw was made; nothing is returned."""
+
+
+class _InterruptGuard:
+    """Ctrl-C during sampling without tracebacks from compiled code or silently short chains.
+
+    While PyMC draws, SIGINT only sets a flag (raising inside Numba-compiled code surfaces as a
+    ``SystemError``); the per-draw callback then stops the chain, and :func:`sample_posterior`
+    raises :class:`SamplingInterrupted`.  Before the first draw (compilation), SIGINT raises
+    at once.  Signal handlers can be set only from the main thread; elsewhere the guard does
+    nothing and the draw count alone reveals an interrupted run.
+    """
+
+    def __init__(self):
+        self.interrupted = self.sampling = False
+        self.started = time.perf_counter()
+        self.first_draw = None
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.interrupted = True
+        if not self.sampling:
+            raise KeyboardInterrupt
+
+    def callback(self, trace, draw):
+        if not self.sampling:
+            self.sampling, self.first_draw = True, time.perf_counter()
+            _log.info("compiled and initialised in %.1f s; sampling",
+                      self.first_draw - self.started)
+        if self.interrupted:
+            raise KeyboardInterrupt  # PyMC ends the chain (and each later one at its first draw)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
 
 
 def _mixture_logp(value, weights, means, chol):
@@ -163,11 +221,32 @@ def _initial_values(fit: MixtureFit) -> dict:
     return values
 
 
+def _check_memory(draws: int, chains: int, n_values: int) -> None:
+    """Refuse, before any compilation, a run whose draws cannot fit in memory."""
+    needed = float(draws) * chains * n_values * 8
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if needed > _MEMORY_SHARE * available:
+        raise ValueError(
+            f"draws={draws} × chains={chains} would hold {needed / 2**30:.3g} GiB of draws and "
+            f"pointwise log-likelihoods ({n_values} values per draw), more than "
+            f"{_MEMORY_SHARE:.0%} of this machine's {available / 2**30:.3g} GiB; ask for fewer "
+            "draws")
+
+
+def _completed_draws(idata) -> int:
+    post = getattr(idata, "posterior", None)
+    return 0 if post is None or "draw" not in post.sizes else int(post.sizes["draw"])
+
+
 def sample_posterior(X, n_components: int, covariance: str = "full", prior="default", *,
                      init: MixtureFit | None = None, draws: int = 1000, tune: int = 1000,
                      chains: int = 4, cores: int | None = None, random_seed=None,
                      progressbar: bool = True, target_accept: float = 0.9,
-                     backend: str = "NUMBA", noncentred_means: bool = False, **sample_kwargs):
+                     backend: str = "NUMBA", noncentred_means: bool = False,
+                     allow_partial: bool = False, **sample_kwargs):
     """Sample the full posterior with NUTS, starting every chain at the MAP-EM estimate.
 
     Parameters
@@ -192,6 +271,11 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
         Numba against 66 s and 2.8 ms with the C backend, hence the default.
     noncentred_means : bool
         See :func:`build_model`.
+    allow_partial : bool
+        What an interrupted run (Ctrl-C) gives.  False (default): :class:`SamplingInterrupted`
+        is raised and nothing is returned.  True: the draws made so far are returned, marked
+        ``posterior.attrs["partial"] = 1`` with ``draws_requested``; :func:`bayesgmm.compare`
+        says so and report folders refuse them.
     **sample_kwargs
         Passed to :func:`pymc.sample`.
 
@@ -207,6 +291,10 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
     draws = check_positive_int(draws, "draws")
     tune = check_positive_int(tune, "tune", minimum=0)
     chains = check_positive_int(chains, "chains")
+    target_accept = check_probability(target_accept, "target_accept")
+    random_seed = check_random_state(random_seed, "random_seed")
+    n, d = X.shape
+    _check_memory(draws, chains, n + K * (d + 1) + int(np.prod(structure.shape(K, d))))
     if init is None:
         init = fit_map(X, K, structure.name, prior=prior, n_init=4, tol=1e-10, max_iter=5000,
                        random_state=random_seed, warn_convergence=False)
@@ -216,10 +304,25 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
         cores = 1 if backend == "NUMBA" else min(chains, os.cpu_count() or 1)
     compile_kwargs = {"mode": backend}
     with _single_threaded_blas():
-        idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores,
-                          random_seed=random_seed, initvals=_initial_values(init),
-                          init="adapt_diag", progressbar=progressbar, target_accept=target_accept,
-                          model=model, compile_kwargs=compile_kwargs, **sample_kwargs)
+        with _InterruptGuard() as guard:
+            try:
+                idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores,
+                                  random_seed=random_seed, initvals=_initial_values(init),
+                                  init="adapt_diag", progressbar=progressbar,
+                                  target_accept=target_accept, model=model,
+                                  compile_kwargs=compile_kwargs, callback=guard.callback,
+                                  **sample_kwargs)
+            except KeyboardInterrupt:
+                raise SamplingInterrupted("sampling was interrupted before it began drawing; "
+                                          "nothing is returned") from None
+            completed = _completed_draws(idata)
+            if guard.interrupted or completed < draws:
+                if not allow_partial or completed == 0:
+                    raise SamplingInterrupted(
+                        f"sampling was interrupted after {completed} of {draws} draws per "
+                        "chain; nothing is returned (allow_partial=True keeps partial draws, "
+                        "marked as such)")
+                idata.posterior.attrs.update(partial=1, draws_requested=draws)
         # evaluated once per draw: not worth a compilation (measured: Numba/C compilation of
         # the two functions cost more than evaluating them uncompiled)
         for compute in (pm.compute_log_likelihood, pm.compute_log_prior):

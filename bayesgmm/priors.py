@@ -19,8 +19,16 @@ import numpy as np
 from scipy.special import gammaln, xlogy
 
 from ._ops import NUMPY_OPS
-
-from ._validation import check_data, check_n_components, check_spd, readonly_array
+from ._validation import (
+    check_data,
+    check_magnitude,
+    check_n_components,
+    check_spd,
+    check_symmetric,
+    column_moments,
+    power_of_two,
+    readonly_array,
+)
 from .covariance import SingularCovarianceError, get_structure
 
 __all__ = ["GMMPrior", "default_prior", "adjust_prior", "power_scale", "resolve_prior",
@@ -84,6 +92,10 @@ class GMMPrior:
             raise ValueError(f"mean must be a finite 1-D array of length d, got shape {mean.shape}")
         d = mean.size
         scale = readonly_array(self.scale)
+        if scale.ndim in (1, 2) and scale.shape[-1] != d:
+            raise ValueError(
+                f"mean has length {d} but scale has shape {scale.shape}: both must be for the "
+                f"same number of features (scale {(d, d)} or {(d,)} for a mean of length {d})")
         covariance = self.covariance
         if covariance is None:
             covariance = {2: "full", 1: "diag", 0: "spherical"}.get(scale.ndim)
@@ -160,6 +172,25 @@ class GMMPrior:
             )
         self.concentration_for(n_components)
 
+    def rescaled(self, center, scale: float) -> "GMMPrior":
+        """The same prior in coordinates z = (x − center) / scale.
+
+        m0 → (m0 − center)/scale and Ψ0 → Ψ0/scale² (κ0, ν0 and α unchanged): the distribution of
+        the transformed parameters, so its density differs from this one's only by the Jacobian
+        of the change (:meth:`bayesgmm.em.Coordinates.log_prior_offset`).  Raises a ValueError
+        naming the magnitude if the prior is so far from the data's scale that float64 cannot
+        hold the squares the M-step forms.
+        """
+        mean = (self.mean - np.asarray(center, dtype=float)) / scale
+        check_magnitude(float(np.abs(mean).max()) or 0.0,
+                        "the prior mean's distance from the data's centre, in data spreads,")
+        scale2 = np.asarray(self.scale) / (scale * scale)
+        variances = np.diag(scale2) if scale2.ndim == 2 else scale2
+        check_magnitude(float(np.sqrt(np.mean(variances))),
+                        "the prior scale's spread relative to the data's (√(Ψ0 / data variance))")
+        return GMMPrior(mean=mean, shrinkage=self.shrinkage, dof=self.dof, scale=scale2,
+                        concentration=self.concentration, covariance=self.covariance)
+
     # ------------------------------------------------------------------ density
     @cached_property
     def _scale_factor(self) -> np.ndarray:
@@ -192,6 +223,8 @@ class GMMPrior:
                 f"{s.shape(K, self.n_features)}; got {weights.shape}, {means.shape}, "
                 f"{covariances.shape}"
             )
+        if "feature_bis" in s.dims:  # the upper triangle must agree, not be ignored
+            check_symmetric(covariances, "covariances")
         try:
             factor = s.factor(covariances)
         except SingularCovarianceError:
@@ -268,16 +301,22 @@ def invwishart_logpdf(cov_factor, dof, scale_factor, ops=NUMPY_OPS):
             - multigammaln(0.5 * dof, b, ops) - 0.5 * (dof + b + 1) * log_det_cov - 0.5 * trace)
 
 
-def _data_covariance(X: np.ndarray) -> np.ndarray:
-    """cov(X) (n − 1 denominator), made positive definite when the data do not span R^d.
+def _data_covariance(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Column means and cov(X) (n − 1 denominator), made positive definite when the data do not
+    span R^d.
 
+    The covariance is computed on X centred and divided by a power of two near its spread, so
+    it is accurate at any magnitude whose square float64 holds (else a ValueError names it).
     With n ≤ d only the diagonal is kept, as mclust does.  Constant or collinear columns leave
     the covariance singular, and a prior scale built from it would let a component collapse onto
     that subspace; a ridge of 10⁻³ × the mean variance is then added to the diagonal (with a
     warning), so every posterior covariance stays positive definite.
     """
     n, d = X.shape
-    cov = np.atleast_2d(np.cov(X, rowvar=False))
+    center, spread = column_moments(X)
+    check_magnitude(spread, "the data's spread (root mean column variance)")
+    s = power_of_two(spread) if spread > 0 else 1.0
+    cov = np.atleast_2d(np.cov((X - center) / s, rowvar=False)) * (s * s)
     if n <= d:
         cov = np.diag(np.diag(cov))
     mean_var = np.trace(cov) / d
@@ -293,7 +332,7 @@ def _data_covariance(X: np.ndarray) -> np.ndarray:
             f"1e-3 × the mean variance ({1e-3 * mean_var:.3g}) to its diagonal", UserWarning,
             stacklevel=3)
         cov = cov + 1e-3 * mean_var * np.eye(d)
-    return cov
+    return center, cov
 
 
 def default_prior(X, n_components: int, covariance: str = "full", style: str = "default") -> GMMPrior:
@@ -325,14 +364,14 @@ def default_prior(X, n_components: int, covariance: str = "full", style: str = "
     if n < 2:
         raise ValueError("a data-scaled prior needs at least 2 samples to estimate a covariance")
     factor = K ** (-2.0 / d)
-    cov = _data_covariance(X)
+    center, cov = _data_covariance(X)
     if structure.prior_scale_ndim == 2:
         scale = cov * factor
     elif structure.prior_scale_ndim == 1 and style == "default":
         scale = np.diag(cov) * factor
     else:
         scale = np.trace(cov) / d * factor
-    return GMMPrior(mean=X.mean(axis=0), shrinkage=0.01, dof=d + 2, scale=scale,
+    return GMMPrior(mean=center, shrinkage=0.01, dof=d + 2, scale=scale,
                     concentration=1.0, covariance=structure.name)
 
 
@@ -353,6 +392,9 @@ def adjust_prior(prior: GMMPrior, setting: dict) -> GMMPrior:
     fields = {name: getattr(prior, name) for name in HYPERPARAMETERS}
     for name, value in setting.items():
         value = np.asarray(value, dtype=float)
+        if name == "mean" and value.shape != (prior.n_features,):
+            raise ValueError(f"a prior mean must have length d={prior.n_features} (one entry per "
+                             f"feature), got shape {value.shape}")
         if name == "scale":
             if value.ndim or not value > 0:
                 raise ValueError(f"the scale multiplier must be a positive number, got {value}")
@@ -400,6 +442,9 @@ def power_scale(prior: GMMPrior, a: float, n_components: int | None = None) -> G
     GMMPrior
         log density = a · prior.logpdf(θ) + a constant.
     """
+    if not isinstance(prior, GMMPrior):
+        raise TypeError(f"power_scale needs a GMMPrior (e.g. fit.prior or bg.default_prior(...)), "
+                        f"got {type(prior).__name__}")
     if isinstance(a, bool) or not isinstance(a, numbers.Real) or not np.isfinite(a) or a <= 0:
         raise ValueError(f"the power a must be a positive finite number, got {a!r}")
     s = prior._structure

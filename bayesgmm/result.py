@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+import io
 import json
+import numbers
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 from scipy.special import logsumexp
 
+from ._io import atomic_write, netcdf_bytes
 from ._validation import check_data, check_positive_int, readonly_array
-from .covariance import get_structure
-from .em import MixtureParams, log_prob_chunks
+from .covariance import STRUCTURES, check_covariances, get_structure
+from .em import MixtureParams, joint_log_density
 from .priors import GMMPrior
 
-__all__ = ["MixtureFit", "load", "parameter_entries"]
+__all__ = ["MixtureFit", "load", "parameter_entries", "FIT_SUFFIXES"]
 
-_FORMAT = "bayesgmm.MixtureFit/1"
+_FORMAT_NAME = "bayesgmm.MixtureFit"
+_FORMAT_VERSION = "1"
+_FORMAT = f"{_FORMAT_NAME}/{_FORMAT_VERSION}"
 _ARRAYS = ("weights", "means", "covariances", "history")
 _PRIOR_FIELDS = ("mean", "shrinkage", "dof", "scale", "concentration")
+#: what :meth:`MixtureFit.save` writes and :func:`load` reads, by file extension
+FIT_SUFFIXES = (".nc", ".npz", ".json")
 
 
 @dataclass(frozen=True, eq=False)
@@ -93,8 +100,19 @@ class MixtureFit:
 
     # ------------------------------------------------------------------ prediction
     def _log_prob(self, X) -> np.ndarray:
+        """log π_k N(x_n | μ_k, Σ_k), shape (N, K); raises for rows whose density float64
+        cannot represent (rather than returning label 0 or NaN probabilities for them)."""
         X = check_data(X, n_features=self.n_features)
-        return log_prob_chunks(X, self.params, self.covariance)
+        log_prob = joint_log_density(X, self.params, self.covariance)
+        bad = np.flatnonzero(~np.isfinite(log_prob.max(axis=1)))
+        if bad.size:
+            row = int(bad[0])
+            raise ValueError(
+                f"{bad.size} row(s) of X, the first row {row} (largest |x| {np.abs(X[row]).max():.3g}), "
+                f"lie so far from every component (means of size up to "
+                f"{np.abs(self.means).max():.3g}) that their density is below what float64 can "
+                "represent; check their units or leave them out")
+        return log_prob
 
     def score_samples(self, X) -> np.ndarray:
         """log p(x_n | θ̂) per row, shape (n_samples,)."""
@@ -215,17 +233,171 @@ class MixtureFit:
                            for k in _PRIOR_FIELDS})
         return meta, arrays
 
+    def to_dict(self) -> dict:
+        """:meth:`to_dataset` in xarray's dict form, JSON-ready (``xarray.Dataset.from_dict``
+        reads it back; so does :func:`load` from a ``.json`` file)."""
+        return _jsonable(self.to_dataset().to_dict(data="list"))
+
     def save(self, path) -> Path:
-        """Write to ``path``: a netCDF file (``.nc``, :meth:`to_dataset`) or else ``.npz``
-        (arrays plus JSON metadata).  :func:`load` reads both; neither unpickles."""
+        """Write the fit to ``path``, atomically, in the format its extension names.
+
+        ``.nc`` (netCDF, :meth:`to_dataset`), ``.npz`` (numpy arrays plus JSON metadata) or
+        ``.json`` (:meth:`to_dict`).  The file is written beside the target and renamed into
+        place, so a failure (a full disk, an interrupt) leaves any earlier file intact.
+        :func:`load` reads all three; none is pickled.
+
+        Returns
+        -------
+        Path
+        """
         path = Path(path)
-        if path.suffix == ".nc":
-            self.to_dataset().to_netcdf(path)
-            return path
-        meta, arrays = self._record()
-        with open(path, "wb") as fh:
-            np.savez(fh, meta=np.array(json.dumps(meta)), **arrays)
-        return path
+        encode = _ENCODERS.get(path.suffix.lower())
+        if encode is None:
+            raise ValueError(f"cannot save a fit as {str(path)!r}: unknown extension "
+                             f"{path.suffix!r}; use one of {', '.join(FIT_SUFFIXES)}")
+        return atomic_write(path, encode(self))
+
+
+def _jsonable(value):
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def _npz_bytes(fit: MixtureFit) -> bytes:
+    meta, arrays = fit._record()
+    buffer = io.BytesIO()
+    np.savez(buffer, meta=np.array(json.dumps(meta)), **arrays)
+    return buffer.getvalue()
+
+
+_ENCODERS = {".nc": lambda fit: netcdf_bytes(fit.to_dataset()), ".npz": _npz_bytes,
+             ".json": lambda fit: json.dumps(fit.to_dict(), indent=1) + "\n"}
+
+
+# ----------------------------------------------------------------------------- reading
+def _from_dataset(ds) -> tuple[dict, dict]:
+    meta = json.loads(ds.attrs["bayesgmm"])
+    return meta, {name: ds[name].values for name in ds.data_vars}
+
+
+def _decode_nc(raw: bytes):
+    import xarray as xr
+
+    with xr.open_dataset(io.BytesIO(raw), engine="h5netcdf") as ds:
+        return _from_dataset(ds.load())
+
+
+def _decode_json(raw: bytes):
+    import xarray as xr
+
+    return _from_dataset(xr.Dataset.from_dict(json.loads(raw.decode("utf-8"))))
+
+
+def _decode_npz(raw: bytes):
+    with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    meta = json.loads(str(arrays.pop("meta")))
+    return meta, arrays
+
+
+_DECODERS = {".nc": _decode_nc, ".npz": _decode_npz, ".json": _decode_json}
+_META = {"covariance", "log_likelihood", "log_posterior", "n_iter", "converged", "n_samples",
+         "feature_names"}
+
+
+def _real_number(meta: dict, key: str, positive: bool = False) -> float:
+    value = meta[key]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not np.isfinite(value):
+        raise ValueError(f"{key} must be a finite number, got {value!r}")
+    if positive and not value > 0:
+        raise ValueError(f"{key} must be positive, got {value!r}")
+    return float(value)
+
+
+def _numeric(name: str, value) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}")
+    arr = arr.astype(float)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} has NaN or infinite entries")
+    return arr
+
+
+def _fit_from_record(meta: dict, arrays: dict) -> MixtureFit:
+    """Validate a stored record completely, then build the fit from it."""
+    if not isinstance(meta, dict):
+        raise ValueError("its metadata is not a JSON object")
+    meta = dict(meta)
+    fmt = meta.pop("format", None)
+    if not isinstance(fmt, str) or not fmt.startswith(_FORMAT_NAME + "/"):
+        raise ValueError("it is not a saved bayesgmm MixtureFit (no format marker)")
+    version = fmt.rpartition("/")[2]
+    if version != _FORMAT_VERSION:
+        raise ValueError(f"it has format version {version!r}, and this bayesgmm reads version "
+                         f"{_FORMAT_VERSION}")
+    has_prior = "prior_covariance" in meta
+    expected_meta = _META | ({"prior_covariance"} if has_prior else set())
+    expected_arrays = set(_ARRAYS) | ({f"prior_{k}" for k in _PRIOR_FIELDS} if has_prior
+                                      else set())
+    for what, got, expected in (("metadata", set(meta), expected_meta),
+                                ("arrays", set(arrays), expected_arrays)):
+        missing, unknown = sorted(expected - got), sorted(got - expected)
+        if missing or unknown:
+            raise ValueError(f"its {what} do not match the format: missing {missing}, "
+                             f"unexpected {unknown}")
+    covariance = meta["covariance"]
+    if covariance not in STRUCTURES:
+        raise ValueError(f"covariance {covariance!r} is not a covariance structure")
+    n_iter, converged = meta["n_iter"], meta["converged"]
+    if isinstance(n_iter, bool) or not isinstance(n_iter, int) or n_iter < 0:
+        raise ValueError(f"n_iter must be an integer ≥ 0, got {n_iter!r}")
+    if not isinstance(converged, bool):
+        raise ValueError(f"converged must be true or false, got {converged!r}")
+    log_likelihood = _real_number(meta, "log_likelihood")
+    log_posterior = _real_number(meta, "log_posterior")
+    n_samples = _real_number(meta, "n_samples", positive=True)
+    values = {name: _numeric(name, arrays[name]) for name in _ARRAYS}
+    weights, means, history = values["weights"], values["means"], values["history"]
+    if weights.ndim != 1 or weights.size == 0:
+        raise ValueError(f"weights must be a non-empty 1-D array, got shape {weights.shape}")
+    K = weights.size
+    if means.ndim != 2 or means.shape[0] != K or means.shape[1] == 0:
+        raise ValueError(f"means must have shape (K, d) = ({K}, d), got {means.shape}")
+    d = means.shape[1]
+    if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-9:
+        raise ValueError(f"weights must be non-negative and sum to 1, got sum {weights.sum():.6g}")
+    check_covariances(get_structure(covariance), values["covariances"], K, d, "covariances")
+    if history.shape != (n_iter + 1,):
+        raise ValueError(f"history must have n_iter + 1 = {n_iter + 1} entries, got shape "
+                         f"{history.shape}")
+    if history[-1] != log_posterior:
+        raise ValueError(f"log_posterior {log_posterior!r} is not the last history entry "
+                         f"{history[-1]!r}")
+    names = meta["feature_names"]
+    if names is not None and (not isinstance(names, list) or len(names) != d
+                              or not all(isinstance(n, str) for n in names)):
+        raise ValueError(f"feature_names must be null or a list of {d} strings, got {names!r}")
+    prior = None
+    if has_prior:
+        fields_ = {k: _numeric(f"prior_{k}", arrays[f"prior_{k}"]) for k in _PRIOR_FIELDS}
+        fields_ = {k: (float(v) if v.ndim == 0 and k != "scale" else v) for k, v in fields_.items()}
+        try:
+            prior = GMMPrior(**fields_, covariance=meta["prior_covariance"])
+            prior.check_compatible(K, d, covariance)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"its prior is invalid: {exc}") from None
+    return MixtureFit(**values, covariance=covariance, prior=prior,
+                      log_likelihood=log_likelihood, log_posterior=log_posterior,
+                      n_iter=n_iter, converged=converged, n_samples=n_samples,
+                      feature_names=names)
 
 
 def parameter_entries(name: str, da):
@@ -242,23 +414,45 @@ def parameter_entries(name: str, da):
 
 
 def load(path) -> MixtureFit:
-    """Read a :class:`MixtureFit` written by :meth:`MixtureFit.save` (``.npz`` or ``.nc``)."""
-    path = Path(path)
-    if path.suffix == ".nc":
-        import xarray as xr
+    """Read a fit written by :meth:`MixtureFit.save` (``.nc``, ``.npz`` or ``.json``).
 
-        with xr.open_dataset(path) as ds:
-            meta = json.loads(ds.attrs.get("bayesgmm", "{}"))
-            arrays = {name: ds[name].values for name in ds.data_vars}
-    else:
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(str(data["meta"])) if "meta" in data else {}
-            arrays = {name: data[name] for name in data.files}
-    if meta.pop("format", None) != _FORMAT:
-        raise ValueError(f"{path} is not a saved bayesgmm MixtureFit")
-    prior = None
-    if "prior_covariance" in meta:
-        values = {k: arrays[f"prior_{k}"] for k in _PRIOR_FIELDS}
-        values = {k: (float(v) if v.ndim == 0 and k != "scale" else v) for k, v in values.items()}
-        prior = GMMPrior(**values, covariance=meta.pop("prior_covariance"))
-    return MixtureFit(**{name: arrays[name] for name in _ARRAYS}, **meta, prior=prior)
+    Everything is validated before the fit is built — the format and its version, the keys,
+    shapes, dtypes and finiteness of every array, weights on the simplex, positive-definite
+    covariances, a valid prior — and nothing is unpickled.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    MixtureFit
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    ValueError
+        For any other problem, naming the file and the problem.
+    """
+    path = Path(path)
+    decode = _DECODERS.get(path.suffix.lower())
+    if decode is None:
+        raise ValueError(f"{path}: unknown extension {path.suffix!r}; bayesgmm fit files end in "
+                         f"{', '.join(FIT_SUFFIXES)}")
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"fit file {str(path)!r} not found") from None
+    except OSError as exc:
+        raise ValueError(f"{path}: cannot be read ({exc.strerror})") from None
+    try:
+        meta, arrays = decode(raw)
+    except Exception as exc:  # every reader's own error: truncated, foreign, corrupted
+        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
+        raise ValueError(f"{path} is not a readable bayesgmm fit file ({type(exc).__name__}: "
+                         f"{reason})") from None
+    try:
+        return _fit_from_record(meta, arrays)
+    except (ValueError, TypeError, KeyError) as exc:
+        raise ValueError(f"{path} is not a valid bayesgmm fit: {exc}") from None

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._validation import check_data, check_n_components, feature_names_of
+from ._validation import check_data, check_n_components, check_positive_number, feature_names_of
 from .covariance import get_structure
 from .em import fit_map
 from .priors import HYPERPARAMETERS, GMMPrior, adjust_prior, power_scale, resolve_prior
@@ -223,8 +223,11 @@ def em_sensitivity(fit: MixtureFit, X, *, step: float = 0.01, tol: float = 1e-14
         Rows labelled as in :func:`bayesgmm.compare`; columns ``map``, ``prior``,
         ``likelihood``.
     """
+    if not isinstance(fit, MixtureFit):
+        raise TypeError(f"fit must be a MixtureFit from bg.fit_map, got {type(fit).__name__}")
     if fit.prior is None:
         raise ValueError("em_sensitivity needs a MAP fit (fit.prior is None)")
+    step = check_positive_number(step, "step")
     X = check_data(X, n_features=fit.n_features)
     K = fit.n_components
 

@@ -12,7 +12,7 @@ Schema (every table but ``[data]`` and ``[model]`` is optional)::
     description = "..."
     seed = 0                       # EM restarts, sampler and sweep
     [data]       dataset = "faithful" | path = "x.csv" (relative to the spec), columns = [...],
-                 standardize = false
+                 header = true, standardize = false
     [model]      n_components = 2 | [1, 2, 3, 4], covariance = "full", criterion = "bic"
     [prior]      style = "default" | "mclust" | "none", and overrides of shrinkage, dof,
                  scale (a multiplier on Ψ0), mean, concentration
@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import numbers
 import re
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
+from ._validation import check_probability, check_random_state, check_tolerance
 from .covariance import STRUCTURES
 from .datasets import DATASETS
 from .priors import HYPERPARAMETERS
@@ -76,13 +78,44 @@ def _integer(minimum: int):
 def _real(low: float = float("-inf"), high: float = float("inf"), *, open_low=False,
           open_high=False):
     def check(value):
-        ok = _is_real(value) and (value > low if open_low else value >= low) and (
+        ok = _is_real(value) and math.isfinite(value) and (
+            value > low if open_low else value >= low) and (
             value < high if open_high else value <= high)
         if not ok:
             bounds = f"{'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
             raise _Invalid(f"expected a number in {bounds}, {_got(value)}")
         return float(value)
     return check
+
+
+def _shared(check, name: str):
+    """The API's own check of a value, as a spec check: a value is judged the same whether it
+    comes from a spec, the command line or a Python call."""
+    def run(value):
+        try:
+            return check(value, name)
+        except (TypeError, ValueError) as exc:
+            raise _Invalid(str(exc)) from None
+    return run
+
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def _study_name(value):
+    """A study's name is a name (it becomes the default report folder), never a path."""
+    if not isinstance(value, str) or not _NAME.fullmatch(value) or ".." in value:
+        raise _Invalid(f"expected a plain name (letters, digits, '.', '_', '-'; not a path), "
+                       f"{_got(value)}; choose the report's folder with --out instead")
+    return value
+
+
+def _distinct_columns(value):
+    columns = _list_of(_text, "column names")(value)
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:
+        raise _Invalid(f"the columns repeat {repeated}; give each column once")
+    return columns
 
 
 def _boolean(value):
@@ -156,7 +189,8 @@ class DataSpec:
 
     dataset: str | None = _check(_choice(*DATASETS))
     path: Path | None = _check(_text)
-    columns: tuple[str, ...] | None = _check(_list_of(_text, "column names"))
+    columns: tuple[str, ...] | None = _check(_distinct_columns)
+    header: bool = _check(_boolean, True)
     standardize: bool = _check(_boolean, False)
 
 
@@ -194,7 +228,7 @@ class EMSpec:
 
     init: str = _check(_choice("kmeans++", "random"), "kmeans++")
     n_init: int = _check(_integer(1), 5)
-    tol: float = _check(_real(0), 1e-10)
+    tol: float = _check(_shared(check_tolerance, "tol"), 1e-10)
     max_iter: int = _check(_integer(1), 1000)
 
 
@@ -205,10 +239,10 @@ class SamplerSpec:
     draws: int = _check(_integer(1), 1000)
     tune: int = _check(_integer(0), 1000)
     chains: int = _check(_integer(1), 4)
-    target_accept: float = _check(_real(0, 1, open_low=True, open_high=True), 0.9)
+    target_accept: float = _check(_shared(check_probability, "target_accept"), 0.9)
     noncentred_means: bool = _check(_boolean, False)
     relabel: str = _check(_choice("pivot", "stephens"), "pivot")
-    hdi_prob: float = _check(_real(0, 1, open_low=True, open_high=True), 0.94)
+    hdi_prob: float = _check(_shared(check_probability, "hdi_prob"), 0.94)
 
 
 @dataclass(frozen=True)
@@ -222,7 +256,8 @@ class SensitivitySpec:
 
 _SECTIONS = {"data": DataSpec, "model": ModelSpec, "prior": PriorSpec, "em": EMSpec,
              "sampler": SamplerSpec, "sensitivity": SensitivitySpec}
-_TOP = {"name": _text, "description": _text, "seed": _integer(0)}
+_TOP = {"name": _study_name, "description": _text,
+        "seed": _shared(check_random_state, "seed")}
 
 
 @dataclass(frozen=True)
@@ -304,6 +339,12 @@ def _line_of(text: str, table: str | None, key: str | None = None) -> int | None
     return None
 
 
+def _about(key: str, exc: Exception) -> str:
+    """``key: problem`` (shared checks already name the key)."""
+    message = str(exc)
+    return message if message.startswith(f"{key} ") else f"{key}: {message}"
+
+
 class _Context:
     def __init__(self, source: str, text: str):
         self.source, self.text = source, text
@@ -326,7 +367,7 @@ class _Context:
             try:
                 values[key] = allowed[key].metadata["check"](value)
             except _Invalid as exc:
-                raise self.error(f"{key}: {exc}", table, key) from None
+                raise self.error(_about(key, exc), table, key) from None
         return cls(**values)
 
 
@@ -382,7 +423,7 @@ def spec_from_dict(raw: dict, source: str | Path = "<spec>", text: str = "") -> 
             try:
                 top[key] = _TOP[key](value)
             except _Invalid as exc:
-                raise ctx.error(f"{key}: {exc}", None, key) from None
+                raise ctx.error(_about(key, exc), None, key) from None
         else:
             raise ctx.error(f"unknown key {key!r}{_suggest(key, [*_TOP, *_SECTIONS])}; allowed: "
                             f"{', '.join([*_TOP, *(f'[{s}]' for s in _SECTIONS)])}", None, key)

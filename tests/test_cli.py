@@ -12,7 +12,7 @@ import pytest
 import xarray as xr
 
 import bayesgmm as bg
-from bayesgmm import study
+from bayesgmm import report
 from bayesgmm.cli import build_parser, main
 from bayesgmm.spec import load_spec
 from tests.test_spec import line_of
@@ -133,7 +133,7 @@ def test_usage_errors(capsys, csv):
     code, _, err = run_cli(["fit", csv], capsys)
     assert code == 2 and "-k/--n-components is required" in err
     code, _, err = run_cli(["fit", csv, "-k", "2", "--out", "fit.txt"], capsys)
-    assert code == 2 and ".json or .nc" in err
+    assert code == 2 and ".nc or .npz or .json" in err
     code, _, err = run_cli(["run", csv], capsys)
     assert code == 2 and "SPEC must be a study spec" in err
     code, _, err = run_cli(["sweep", csv, "-k", "2"], capsys)
@@ -218,7 +218,7 @@ def test_reports_replace_reports_but_nothing_else(tmp_path, csv, capsys, monkeyp
     assert run_cli(args, capsys)[0] == 0
     first = (tmp_path / "r" / "provenance.json").read_text()
     # a failure while writing leaves the earlier report untouched and no staging folder
-    monkeypatch.setattr(study, "_write_sensitivity", lambda *a: 1 / 0)
+    monkeypatch.setattr(report, "_write_sensitivity", lambda *a: 1 / 0)
     code, _, err = run_cli(args, capsys)
     assert code == 1 and "ZeroDivisionError" in err and len(err.strip().splitlines()) == 1
     assert (tmp_path / "r" / "provenance.json").read_text() == first
@@ -229,7 +229,7 @@ def test_reports_replace_reports_but_nothing_else(tmp_path, csv, capsys, monkeyp
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     code, _, err = run_cli([*args[:-1], tmp_path / "mine"], capsys)
-    assert code == 2 and "not a bayesgmm report" in err
+    assert code == 2 and "is not a report bayesgmm wrote" in err
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
 
 

@@ -97,14 +97,16 @@ def test_random_state_reproduces_bit_for_bit(covariance):
 
 
 def test_chunked_pass_equals_single_chunk():
-    from bayesgmm.em import _Pass, MixtureParams
+    from bayesgmm.em import MixtureParams, _Pass, working_coordinates
     from bayesgmm.covariance import get_structure
 
     X = blobs(seed=2, n=999)
     s = get_structure("full")
     p = MixtureParams(*random_parameters(np.random.default_rng(3), 3, 3, "full"))
-    one = _Pass(X, None, s, 3, chunk_rows=len(X)).stats(p, s.factor(p.covariances))
-    many = _Pass(X, None, s, 3, chunk_rows=64, n_threads=2).stats(p, s.factor(p.covariances))
+    coords = working_coordinates(X)
+    one = _Pass(X, None, s, 3, coords, chunk_rows=len(X)).stats(p, s.factor(p.covariances))
+    many = _Pass(X, None, s, 3, coords, chunk_rows=64, n_threads=2).stats(
+        p, s.factor(p.covariances))
     assert one.log_likelihood == pytest.approx(many.log_likelihood, rel=1e-13)
     np.testing.assert_allclose(one.moment, many.moment, rtol=1e-12)
 

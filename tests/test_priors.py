@@ -77,7 +77,7 @@ def test_prior_is_frozen_and_read_only():
         (dict(scale=-np.eye(3)), "positive definite"),
         (dict(scale=np.ones((3, 3))), "positive definite"),
         (dict(scale=np.array([[1.0, 0.5, 0], [0.1, 1, 0], [0, 0, 1]])), "symmetric"),
-        (dict(scale=np.eye(2)), r"shape \(3, 3\)"),
+        (dict(scale=np.eye(2)), r"mean has length 3 but scale has shape \(2, 2\)"),
         (dict(shrinkage=-1.0), "shrinkage must be finite and ≥ 0"),
         (dict(concentration=[1.0, -2.0]), "concentration must be a positive"),
         (dict(mean=[np.nan, 0, 0]), "mean must be a finite"),

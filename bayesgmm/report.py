@@ -1,0 +1,209 @@
+"""The report folder of a study (:func:`write_report`): README index, spec, provenance, the fit,
+the posterior, the comparison and the sensitivity study.
+
+The folder is written through :func:`bayesgmm._io.publish_folder`: assembled in a staging sibling
+and moved into place, replacing only a report bayesgmm provably wrote.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ._io import MARKER, PROVENANCE, FolderWriter, check_output_folder, publish_folder
+from .study import StudyResult
+
+__all__ = ["write_report", "check_output_folder", "write_table"]
+
+
+def write_table(writer: FolderWriter, table: pd.DataFrame, name: str, title: str) -> str:
+    """Write ``name``.csv and ``name``.md; return the Markdown section for an index page."""
+    writer.write(f"{name}.csv", table.to_csv())
+    markdown = table.to_markdown(floatfmt=".4g")
+    writer.write(f"{name}.md", f"# {title}\n\n{markdown}\n")
+    return f"## {title}\n\n{markdown}\n"
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for package in ("bayesgmm", "numpy", "scipy", "pandas", "xarray", "pymc", "pytensor",
+                    "arviz"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            out[package] = None
+    return out
+
+
+def provenance_of(result: StudyResult, command: list[str] | None) -> dict:
+    """What ``provenance.json`` records: study, seed, time, command, data checksum, timings and
+    package versions."""
+    spec, X = result.spec, result.data
+    return {"bayesgmm_study": spec.name, "seed": spec.seed,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": command, "spec_source": str(spec.source) if spec.source else None,
+            "data": {"rows": len(X), "columns": list(X.columns),
+                     "sha256": hashlib.sha256(np.ascontiguousarray(X.to_numpy())).hexdigest()},
+            "timings_s": result.timings, "versions": _versions()}
+
+
+def write_report(result: StudyResult, folder, *, command: list[str] | None = None) -> Path:
+    """Write a study's report folder (see the README.md it contains for the index).
+
+    The folder is assembled in a staging sibling and moved into place atomically.  An existing
+    ``folder`` is replaced only if it is a report bayesgmm wrote (its marker and
+    ``provenance.json`` agree, and it holds nothing else); any other non-empty folder is refused
+    with :class:`~bayesgmm._io.OutputFolderError` and left untouched.
+
+    Returns
+    -------
+    Path
+        The report folder.
+    """
+    if result.idata is not None and result.idata.posterior.attrs.get("partial"):
+        raise ValueError("the posterior is from an interrupted run (partial draws); a report "
+                         "is written only for complete runs")
+    provenance = provenance_of(result, command)
+    return publish_folder(folder, lambda writer: _write_contents(result, writer, provenance),
+                          provenance)
+
+
+def _write_contents(result: StudyResult, writer: FolderWriter, provenance: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures go to files only
+    from ._compat import inference_data_bytes
+    from .result import _ENCODERS
+
+    spec, fit = result.spec, result.fit
+    writer.write("spec.toml", spec.to_toml())
+    writer.write("em_fit.nc", _ENCODERS[".nc"](fit))
+    writer.write("em_fit.json", _ENCODERS[".json"](fit))
+    files = {"spec.toml": "the effective study spec (every setting explicit)",
+             PROVENANCE: "package versions, seed, command, data checksum, timings",
+             "em_fit.nc": "the MAP-EM estimate and its prior (netCDF; `bg.load` reads it)",
+             "em_fit.json": "the same, as JSON (`bg.load` reads it too)"}
+    if result.selection is not None:
+        write_table(writer, result.selection, "model_selection", "Model selection")
+        files["model_selection.md"] = f"every candidate K and its {spec.model.criterion}"
+        files["model_selection.csv"] = "the same table as CSV"
+    if result.idata is not None:
+        writer.write("posterior.nc", inference_data_bytes(result.idata))
+        files["posterior.nc"] = "the posterior draws, log-likelihood and log-prior (ArviZ netCDF)"
+    if result.report is not None:
+        result.report.write_files(writer.sub("comparison"))
+        files["comparison/"] = ("MAP-EM vs posterior: README.md, comparison.csv, kl.csv, "
+                                "figures")
+    if result.sweep is not None or result.power_scaling is not None:
+        files["sensitivity/"] = _write_sensitivity(result, writer.sub("sensitivity"))
+    files[MARKER] = "marks the folder as a report bayesgmm wrote (it may replace it)"
+    writer.write("README.md", _index(result, files, provenance))
+
+
+def _write_sensitivity(result: StudyResult, writer: FolderWriter) -> str:
+    import matplotlib.pyplot as plt
+
+    from .plots import plot_sweep
+
+    sections = ["# Prior sensitivity", ""]
+    if result.sweep is not None:
+        writer.write_netcdf("sweep.nc", result.sweep)
+        scalars = ["log_posterior", "bic", "converged", "n_iter"]
+        writer.write("sweep_settings.csv", result.sweep[scalars].to_dataframe().to_csv())
+        sections += [_sweep_sentence(result), "",
+                     write_table(writer, result.sweep_summary, "sweep_summary",
+                                 "MAP estimates across the prior grid")]
+        for variable in ("weights", "means", "covariances"):
+            fig = plot_sweep(result.sweep, variable)
+            writer.write_figure(f"sweep_{variable}.png", fig, dpi=100, bbox_inches="tight")
+            plt.close(fig)
+            sections.append(f"![sweep of {variable}](sweep_{variable}.png)")
+        sections.append("")
+    if result.power_scaling is not None:
+        sections += [_power_scaling_sentence(result), "",
+                     write_table(writer, result.power_scaling, "power_scaling",
+                                 "Power-scaling sensitivity")]
+    writer.write("README.md", "\n".join(sections) + "\n")
+    return "sweep (netCDF, CSV, figures) and power-scaling tables: README.md"
+
+
+def _sweep_sentence(result: StudyResult) -> str:
+    sweep, table = result.sweep, result.sweep_summary
+    n = int(sweep["log_posterior"].size)
+    top = table.index[0]
+    unconverged = int((~sweep["converged"].values.astype(bool)).sum())
+    return (f"Across {n} prior settings ({', '.join(sweep['log_posterior'].dims)}), the MAP "
+            f"estimate that moved most is {top}: from {table.loc[top, 'min']:.4g} to "
+            f"{table.loc[top, 'max']:.4g} ({table.loc[top, 'relative_range']:.1%} of its mean "
+            f"size). {unconverged} setting(s) did not converge.")
+
+
+def _power_scaling_sentence(result: StudyResult) -> str:
+    table = result.power_scaling
+    if "verdict" not in table:
+        worst = table["prior"].abs().idxmax()
+        return (f"EM path only (no posterior): the MAP estimate most sensitive to the prior's "
+                f"power is {worst}, d θ̂ / d log a = {table.loc[worst, 'prior']:+.4g}.")
+    from .sensitivity import PARETO_K_THRESHOLD, SENSITIVITY_THRESHOLD
+
+    flagged = table[table["verdict"] != ""]
+    unreliable = int((~table["reliable"]).sum())
+    if flagged.empty:
+        text = (f"No parameter crosses priorsense's threshold ({SENSITIVITY_THRESHOLD}) for "
+                "prior sensitivity: the prior is not driving the posterior.")
+    else:
+        text = (f"{len(flagged)} of {len(table)} parameters are flagged: "
+                + "; ".join(f"{p} ({v})" for p, v in flagged["verdict"].head(5).items())
+                + ("; …" if len(flagged) > 5 else "") + ".")
+    if unreliable:
+        text += (f" For {unreliable} parameter(s) the importance weights are unreliable "
+                 f"(Pareto k̂ > {PARETO_K_THRESHOLD}); read their MCMC sensitivities with care.")
+    return text
+
+
+def _index(result: StudyResult, files: dict, provenance: dict) -> str:
+    spec, fit, X = result.spec, result.fit, result.data
+    source = (f"bundled data set `{spec.data.dataset}`" if spec.data.dataset
+              else f"`{spec.data.path}`")
+    lines = [f"# {spec.name}", ""]
+    if spec.description:
+        lines += [spec.description, ""]
+    lines += [f"Produced by bayesgmm {provenance['versions']['bayesgmm']} on "
+              f"{provenance['created']} from [`spec.toml`](spec.toml), seed {spec.seed}.", "",
+              "## Data", "",
+              f"{len(X)} rows × {X.shape[1]} columns ({', '.join(map(str, X.columns))}) from "
+              f"{source}{', standardised' if spec.data.standardize else ''}.", ""]
+    if result.selection is not None:
+        lines += ["## Model selection", "",
+                  f"{spec.model.criterion.upper()} (lower is better) chooses K = "
+                  f"{fit.n_components}; see [model_selection.md](model_selection.md).", ""]
+    lines += ["## MAP-EM estimate", "", "```", fit.summary(), f"  BIC = {fit.bic(X):.3f}",
+              "```", ""]
+    if result.idata is not None:
+        from .health import SamplerHealth
+
+        health = result.idata.posterior.attrs.get("sampler_health")
+        problems = SamplerHealth(**json.loads(health)).problems() if health else []
+        lines += ["## Full posterior", ""]
+        lines += (["The sampler reported:", ""] + [f"* {p}." for p in problems] if problems
+                  else ["The sampler reported no problems (R-hat, ESS, divergences)."]) + [""]
+    if result.report is not None:
+        lines += ["## MAP-EM vs posterior", "", result.report.summary(), "",
+                  "Details: [comparison/README.md](comparison/README.md).", ""]
+    if result.sweep is not None or result.power_scaling is not None:
+        lines += ["## Prior sensitivity", ""]
+        if result.sweep is not None:
+            lines += [_sweep_sentence(result), ""]
+        if result.power_scaling is not None:
+            lines += [_power_scaling_sentence(result), ""]
+        lines += ["Details: [sensitivity/README.md](sensitivity/README.md).", ""]
+    lines += ["## Files", ""] + [f"* `{name}` — {text}" for name, text in files.items()]
+    return "\n".join(lines) + "\n"
