@@ -7,7 +7,8 @@ PyMC (:func:`build_model`, :func:`sample_posterior`).  ``import bayesgmm`` does 
 
 from .covariance import STRUCTURES
 from .datasets import load_dataset
-from .em import ConvergenceWarning, MixtureParams, fit_map
+from .em import ConvergenceWarning, fit_map
+from .estep import MixtureParams
 from .priors import GMMPrior, adjust_prior, default_prior, power_scale
 from .result import MixtureFit, load
 from .spec import StudySpec, load_spec
@@ -47,9 +48,10 @@ __all__ = [
 # Loaded on first use: PyMC (the posterior path) and scikit-learn (the estimator) are heavy,
 # and `import bayesgmm` must not import them.
 _LAZY = {"MAPGaussianMixture": "estimator", "build_model": "posterior", "compare": "comparison",
-         "relabel": "relabelling", "Report": "comparison", "prior_sweep": "sensitivity",
-         "em_sensitivity": "sensitivity", "mcmc_sensitivity": "sensitivity",
-         "sensitivity_report": "sensitivity", "sweep_summary": "sensitivity",
+         "relabel": "relabelling", "Report": "comparison", "prior_sweep": "sweep",
+         "em_sensitivity": "power_scaling", "mcmc_sensitivity": "power_scaling",
+         "sensitivity_report": "power_scaling", "SensitivityReport": "power_scaling",
+         "sweep_summary": "sweep",
          "run_study": "study", "write_report": "report",
          "sample_posterior": "posterior", "InverseWishart": "distributions"}
 

@@ -1,18 +1,132 @@
 """Every call that depends on the PyMC or ArviZ version, in one place (DESIGN §6–§7).
 
-The tested line is PyMC 5.x with ArviZ 0.23 (Python 3.11); moving to PyMC 6 / ArviZ 1.x (where
-``InferenceData`` becomes an xarray ``DataTree`` and the statistics move to arviz-stats) means
-changing this module only.  Imported on first use: it imports ArviZ.
+The tested line is PyMC 5.x with ArviZ 0.23 (Python 3.11).  PyMC 6 / ArviZ 1.x change exactly
+these: ``InferenceData`` becomes an xarray ``DataTree``, the statistics (R-hat, ESS, HDI, LOO,
+PSIS, power-scaling) move to arviz-stats with new signatures and return types, plotting moves
+to arviz-plots, and PyMC's transform base class and sampling keywords move.  Each function below
+has a version-independent signature (plain xarray/numpy/pandas in and out), so moving to the
+new line means changing this module only.  ArviZ and PyMC are imported on first use.
 """
 
 from __future__ import annotations
 
+import numpy as np
+
 from ._io import netcdf_bytes
 
-__all__ = ["inference_data_bytes"]
+__all__ = ["rhat", "ess", "hdi", "loo", "psis_log_weights", "power_scaling_sensitivity",
+           "summary", "plot_trace", "inference_data", "inference_data_bytes",
+           "pymc_transform_base", "sample_nuts", "add_log_likelihood_and_prior"]
+
+
+# ----------------------------------------------------------------------------- ArviZ
+def rhat(posterior):
+    """Rank-normalised split R-hat per entry: Dataset → Dataset (no chain/draw dims)."""
+    import arviz as az
+
+    return az.rhat(posterior)
+
+
+def ess(posterior, method: str = "bulk"):
+    """Effective sample size per entry ("bulk" or "tail"): Dataset → Dataset."""
+    import arviz as az
+
+    return az.ess(posterior, method=method)
+
+
+def hdi(posterior, prob: float):
+    """Highest-density interval per entry: (lower, upper), each a Dataset."""
+    import arviz as az
+
+    interval = az.hdi(posterior, hdi_prob=prob)
+    return (interval.sel(hdi="lower", drop=True), interval.sel(hdi="higher", drop=True))
+
+
+def loo(idata) -> dict:
+    """PSIS-LOO: ``elpd_loo``, ``se``, ``p_loo`` and the pointwise Pareto k̂ (an array)."""
+    import warnings
+
+    import arviz as az
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ArviZ warns on high Pareto k; callers report k̂
+        result = az.loo(idata, pointwise=True)
+    return {"elpd_loo": float(result.elpd_loo), "se": float(result.se),
+            "p_loo": float(result.p_loo), "pareto_k": np.asarray(result.pareto_k.values)}
+
+
+def psis_log_weights(log_weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """Pareto-smoothed log importance weights of a 1-D array, and the Pareto k̂."""
+    import arviz as az
+
+    smoothed, k = az.psislw(np.asarray(log_weights))
+    return np.asarray(smoothed), float(k)
+
+
+def power_scaling_sensitivity(posterior, log_prior, log_likelihood, component: str,
+                              var_names, delta: float):
+    """priorsense's power-scaling sensitivity (cumulative Jensen–Shannon distance per unit
+    log a) of each posterior entry to the prior or the likelihood: Dataset."""
+    import arviz as az
+
+    data = az.InferenceData(posterior=posterior, log_prior=log_prior,
+                            log_likelihood=log_likelihood)
+    return az.psens(data, component=component, var_names=list(var_names), delta=delta)
+
+
+def summary(idata, var_names, kind: str = "stats"):
+    """ArviZ's summary table (a pandas DataFrame)."""
+    import arviz as az
+
+    return az.summary(idata, var_names=list(var_names), kind=kind)
+
+
+def plot_trace(posterior, var_names, **kwargs):
+    """Trace plots; returns the matplotlib Figure."""
+    import arviz as az
+
+    axes = az.plot_trace(posterior, var_names=list(var_names), **kwargs)
+    return np.ravel(axes)[0].figure
+
+
+def inference_data(**groups):
+    """An InferenceData from xarray Datasets, one per group."""
+    import arviz as az
+
+    return az.InferenceData(**groups)
 
 
 def inference_data_bytes(idata) -> bytes:
     """An InferenceData as netCDF-4 bytes (one group per ArviZ group), built in memory, so that
     writing it is one atomic file write; ``arviz.from_netcdf`` reads it back."""
     return netcdf_bytes(idata.to_datatree())
+
+
+# ----------------------------------------------------------------------------- PyMC
+def pymc_transform_base():
+    """The base class of PyMC's value transforms."""
+    from pymc.logprob.transforms import Transform
+
+    return Transform
+
+
+def sample_nuts(model, *, draws: int, tune: int, chains: int, cores: int, random_seed,
+                initvals, target_accept: float, progressbar: bool, compile_mode: str,
+                callback=None, **kwargs):
+    """PyMC's NUTS from given initial values without jitter; returns InferenceData."""
+    import pymc as pm
+
+    return pm.sample(draws=draws, tune=tune, chains=chains, cores=cores,
+                     random_seed=random_seed, initvals=initvals, init="adapt_diag",
+                     progressbar=progressbar, target_accept=target_accept, model=model,
+                     compile_kwargs={"mode": compile_mode}, callback=callback, **kwargs)
+
+
+def add_log_likelihood_and_prior(idata, model) -> None:
+    """Add the pointwise ``log_likelihood`` and the ``log_prior`` groups to ``idata``."""
+    import pymc as pm
+
+    # evaluated once per draw: not worth a compilation (compiling the two functions cost more
+    # than evaluating them uncompiled, measured once on Old Faithful)
+    for compute in (pm.compute_log_likelihood, pm.compute_log_prior):
+        compute(idata, model=model, progressbar=False, compile_kwargs={"mode": "FAST_COMPILE"})

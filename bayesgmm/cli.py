@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from ._io import atomic_write, check_output_folder
+from .covariance import STRUCTURES
 from .datasets import DATASETS
 from .result import FIT_SUFFIXES
 from .spec import load_spec, spec_from_dict
@@ -158,10 +159,9 @@ def _cmd_sample(args, out: _Output) -> int:
         from ._compat import inference_data_bytes
 
         atomic_write(target, inference_data_bytes(result.idata))
-    import arviz as az
+    from ._compat import summary as posterior_summary
 
-    summary = az.summary(result.idata, var_names=["weights", "means", "covariances"],
-                         kind="stats")
+    summary = posterior_summary(result.idata, ["weights", "means", "covariances"])
     health = json.loads(result.idata.posterior.attrs["sampler_health"])
     text = summary.to_string() + (f"\nwrote {target}" if target else
                                   "\n(no file written; pass --out posterior.nc to keep the draws)")
@@ -226,7 +226,7 @@ def _source(parser) -> None:
     group = parser.add_argument_group("model (override the spec's)")
     group.add_argument("-k", "--n-components", type=int, nargs="+", metavar="K",
                        help="number of components; several values choose one by BIC")
-    group.add_argument("--covariance", choices=["full", "tied", "diag", "spherical"])
+    group.add_argument("--covariance", choices=sorted(STRUCTURES))
     group.add_argument("--prior", choices=["default", "mclust", "none"],
                        help="style of the data-scaled prior; 'none' = maximum likelihood")
     group.add_argument("--columns", help="comma-separated data columns (default: all)")

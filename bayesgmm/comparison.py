@@ -14,77 +14,20 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from . import _compat
 from ._validation import check_probability
 from .covariance import get_structure
 from .health import PARAMETERS, convergence_summary
 from .result import parameter_entries
+from .alignment import dense_draws, gaussian_kl
 from .relabelling import (
     Relabelling,
+    check_posterior,
     classification_log_probabilities,
-    dense_draws,
-    gaussian_kl,
     relabel,
 )
 
 __all__ = ["Report", "compare", "table_dataset", "parameter_table", "adjusted_rand_index"]
-
-
-# ----------------------------------------------------------------------------- validation
-def _check_inputs(fit, idata) -> xr.Dataset:
-    from .result import MixtureFit
-
-    if not isinstance(fit, MixtureFit):
-        raise TypeError(f"fit must be a MixtureFit (from bg.fit_map or bg.load), got "
-                        f"{type(fit).__name__}")
-    post = getattr(idata, "posterior", None)
-    if post is None:
-        raise ValueError("idata has no posterior group; pass the InferenceData of "
-                         "bg.sample_posterior")
-    missing = [d for d in ("chain", "draw") if d not in post.dims]
-    if missing:
-        raise ValueError(f"the posterior has no {missing} dim(s); compare needs draws over "
-                         "(chain, draw)")
-    absent = [p for p in PARAMETERS if p not in post]
-    if absent:
-        raise ValueError(f"the posterior lacks {absent}; it must hold weights, means and "
-                         "covariances as bg.sample_posterior returns them")
-    structure = get_structure(fit.covariance)
-    if post["covariances"].dims[2:] != structure.dims:
-        raise ValueError(
-            f"the posterior's covariances have dims {post['covariances'].dims[2:]}, but the fit is "
-            f"{fit.covariance!r} with dims {structure.dims}: sample the same structure")
-    K = post.sizes.get("component")
-    if K != fit.n_components:
-        raise ValueError(f"the posterior has {K} components but the fit has {fit.n_components}")
-    features = [str(f) for f in post["feature"].values]
-    expected = list(fit.to_xarray()["feature"].values)
-    if features != expected:
-        raise ValueError(f"the posterior's features {features} do not match the fit's "
-                         f"{expected}")
-    for p in PARAMETERS:
-        n_bad = int((~np.isfinite(post[p].values)).sum())
-        if n_bad:
-            raise ValueError(f"the posterior's {p} contain {n_bad} NaN or infinite values")
-    _check_draws_spd(post, structure)
-    return post
-
-
-def _check_draws_spd(post: xr.Dataset, structure) -> None:
-    """Every drawn covariance must be symmetric positive definite (name the first that is not)."""
-    covs = post["covariances"].transpose("chain", "draw", *structure.dims).values
-    K, d = post.sizes["component"], post.sizes["feature"]
-    flat = covs.reshape((-1,) + covs.shape[2:])
-    dense = np.stack([structure.expand(c, K, d) for c in flat])
-    eig_ok = np.linalg.eigvalsh(dense)[..., 0] > 0  # (S, K)
-    sym_ok = np.all(np.abs(dense - np.swapaxes(dense, -1, -2))
-                    <= 1e-8 * np.abs(dense).max(axis=(-2, -1), keepdims=True), axis=(-2, -1))
-    bad = np.argwhere(~(eig_ok & sym_ok))
-    if bad.size:
-        s, k = (int(i) for i in bad[0])
-        chain, draw = divmod(s, post.sizes["draw"])
-        raise ValueError(f"the posterior's covariances are not all symmetric positive definite: "
-                         f"{len(bad)} draw(s) fail, the first at chain {chain}, draw {draw}, "
-                         f"component {k}; such draws cannot come from the model")
 
 
 # ----------------------------------------------------------------------------- tables
@@ -96,22 +39,20 @@ def table_dataset(posterior: xr.Dataset, fit, hdi_prob: float = 0.94) -> xr.Data
     ``map_quantile`` (fraction of draws below the MAP value, ties counted half), ``map_in_hdi``
     (1/0) and ``std_diff`` = (MAP − mean) / sd.
     """
-    import arviz as az
-
     em = fit.to_xarray()
-    hdi = az.hdi(posterior[list(PARAMETERS)], hdi_prob=hdi_prob)
+    lower, upper = _compat.hdi(posterior[list(PARAMETERS)], hdi_prob)
     sample = ("chain", "draw")
     out = {}
     for name in PARAMETERS:
         da, value = posterior[name], em[name]
         mean, sd = da.mean(sample), da.std(sample, ddof=1)
-        lo, hi = hdi[name].sel(hdi="lower"), hdi[name].sel(hdi="higher")
+        lo, hi = lower[name], upper[name]
         stats = {"map": value, "mean": mean, "median": da.median(sample), "sd": sd,
                  "hdi_lower": lo, "hdi_upper": hi,
                  "map_quantile": (da < value).mean(sample) + 0.5 * (da == value).mean(sample),
                  "map_in_hdi": ((lo <= value) & (value <= hi)).astype(float),
                  "std_diff": xr.where(sd > 0, (value - mean) / sd.where(sd > 0, 1.0), 0.0)}
-        out[name] = xr.concat([s.drop_vars("hdi", errors="ignore") for s in stats.values()],
+        out[name] = xr.concat(list(stats.values()),
                               dim=pd.Index(list(stats), name="stat"))
     return xr.Dataset(out)
 
@@ -245,7 +186,7 @@ class Report:
 
 
 def _kl_table(post: xr.Dataset, fit) -> pd.DataFrame:
-    _, means, dense = dense_draws(post, fit.covariance)
+    _, means, dense = dense_draws(post, fit.covariance_type)
     map_means, map_dense = np.asarray(fit.means), fit.covariance_matrices
     kl_draws = gaussian_kl(map_means[None], map_dense[None], means, dense)  # (S, K)
     kl_mean = gaussian_kl(map_means, map_dense, means.mean(0), dense.mean(0))
@@ -257,7 +198,7 @@ def _kl_table(post: xr.Dataset, fit) -> pd.DataFrame:
 
 
 def _clustering(post: xr.Dataset, fit, X) -> dict:
-    weights, means, dense = dense_draws(post, fit.covariance)
+    weights, means, dense = dense_draws(post, fit.covariance_type)
     resp = np.zeros((len(X), fit.n_components))
     for chunk in np.array_split(np.arange(len(weights)), max(1, len(weights) // 200)):
         resp += np.exp(classification_log_probabilities(
@@ -270,18 +211,12 @@ def _clustering(post: xr.Dataset, fit, X) -> dict:
 
 
 def _predictive(idata, fit, X) -> dict:
-    import warnings
-
-    import arviz as az
-
     if not hasattr(idata, "log_likelihood"):
         return {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ArviZ warns on high Pareto k; reported below instead
-        loo = az.loo(idata, pointwise=True)
+    loo = _compat.loo(idata)
     plugin = float(fit.score_samples(X).sum())
-    return {"elpd_loo": float(loo.elpd_loo), "elpd_loo_se": float(loo.se),
-            "p_loo": float(loo.p_loo), "max_pareto_k": float(np.max(loo.pareto_k.values)),
+    return {"elpd_loo": loo["elpd_loo"], "elpd_loo_se": loo["se"],
+            "p_loo": loo["p_loo"], "max_pareto_k": float(np.max(loo["pareto_k"])),
             "plugin_lppd": plugin,
             "plugin_scoring": "Σ_n log p(x_n | θ̂_MAP), in-sample at the MAP-EM estimate (no "
                               "refit, so optimistic by about the effective number of "
@@ -306,7 +241,7 @@ def compare(fit, idata, *, method: str = "pivot", hdi_prob: float = 0.94) -> Rep
     Report
     """
     hdi_prob = check_probability(hdi_prob, "hdi_prob")
-    post = _check_inputs(fit, idata)
+    post = check_posterior(fit, idata)
     X = _observed_data(idata, fit)
     relabelled = relabel(post[list(PARAMETERS)], fit, method=method, X=X)
     rpost = relabelled.posterior

@@ -1,8 +1,12 @@
 """The one place that decides per covariance structure.
 
-Every structure-specific computation of the package is a pure function in one row of
-:data:`STRUCTURES`; the EM loop, the prior density and the result object look the structure up
-here instead of branching on its name.  Shapes, with K components and d features:
+Every structure-specific fact of the package is a pure function or a value in one row of
+:data:`STRUCTURES` — its shapes and dims, its Cholesky factor and E-step kernels, which of its
+parameters are shared across components, its prior (the blocks, their sizes and the allowed and
+default scales), its M-step, its unconstrained parametrisation and the PyMC distribution of its
+covariances.  The EM loop, the prior density, the PyMC model and the command line look the
+structure up here instead of branching on its name, so adding a structure is one row plus its
+contract test (``tests/test_covariance.py``).  Shapes, with K components and d features:
 
 ============  ==============  =========================  ===========================
 structure     covariances     Cholesky ``factor``        prior blocks (IW(ν0, ψ) each)
@@ -15,9 +19,9 @@ spherical     (K,)            (K,) standard deviations   K blocks of 1 × 1
 
 A one-dimensional inverse-Wishart IW(ν0, ψ) is the inverse-gamma IG(ν0/2, ψ/2), so every prior on
 covariances is a product of inverse-Wisharts over the blocks of the table (``docs/derivation.md``
-§4).  The E-step works in *whitened* coordinates y = L_k⁻¹ (x − μ_k); the sufficient statistics it
-accumulates there are mapped back to data space by :attr:`CovarianceStructure.unwhiten` and
-:attr:`CovarianceStructure.scatter`.
+§4), and one M-step formula (4.4) serves every row.  The E-step works in *whitened* coordinates
+y = L_k⁻¹ (x − μ_k); the sufficient statistics it accumulates there are mapped back to data space
+by :attr:`CovarianceStructure.unwhiten` and :attr:`CovarianceStructure.scatter`.
 """
 
 from __future__ import annotations
@@ -45,16 +49,26 @@ class SingularCovarianceError(ValueError):
 
 @dataclass(frozen=True)
 class CovarianceStructure:
-    """The pure functions that define one covariance structure.
+    """The pure functions and facts that define one covariance structure.
 
     Attributes
     ----------
     name : str
         scikit-learn's name: ``"full"``, ``"tied"``, ``"diag"`` or ``"spherical"``.
+    dims : tuple of str
+        Named dims of ``covariances`` (xarray results and PyMC coords share them).
+    per_component : bool
+        Each component has its own covariance parameters (False: one set shared by all).
     shape : callable (K, d) -> tuple
         Shape of the ``covariances`` array.
     n_parameters : callable (K, d) -> int
         Number of free covariance parameters.
+    identity : callable (K, d) -> covariances
+        Unit covariances in this structure's shape.
+    expand : callable (covariances, K, d) -> (K, d, d)
+        Dense covariance matrices; written with broadcasting only, so it serves numpy arrays
+        and PyTensor tensors alike.
+
     factor : callable (covariances,) -> factor
         Cholesky factor (lower) or standard deviations; raises :class:`SingularCovarianceError`.
     log_det : callable (factor, K, d) -> (K,)
@@ -75,27 +89,40 @@ class CovarianceStructure:
         W_k = L_k (M_k − s1_k s1_kᵀ / N_k) L_kᵀ, reduced like ``moment``.
     reduce : callable (outer (K, d, d)) -> like ``moment``
         Reduces per-component d × d matrices to the structure's statistics.
+
     combine : callable (per-component statistic) -> blocks-shaped statistic
         Sums what is shared (tied: over components); identity otherwise.
     blocks : callable (array of the covariances' shape,) -> (B, b, b)
         The inverse-Wishart blocks; applied to Ψ0 broadcast to that shape, the blocks' scales.
     from_blocks : callable ((B, b, b), K, d) -> covariances
+    block_size : callable (d,) -> int
+        b, the size of each inverse-Wishart block (d, or 1 for variances).
     block_counts : callable (n_k (K,), d) -> (B,)
         Data count entering each block's mode (N_k, N, N_k per coordinate, d·N_k).
     mean_multiplicity : callable (K, d) -> int
         How many mean priors N(μ_k | m0, Σ_k/κ0) contain one block's variance.
-    expand : callable (covariances, K, d) -> (K, d, d)
-        Dense covariance matrices; written with broadcasting only, so it serves numpy arrays
-        and PyTensor tensors alike.
-    dims : tuple of str
-        Named dims of ``covariances`` (xarray results and PyMC coords share them).
-    prior_scale_ndim : int
-        ndim of Ψ0 accepted by this structure (2, 2, 1 or 0).
+    scale_shapes : callable (d,) -> tuple of shapes
+        The shapes a prior scale Ψ0 may have (it is broadcast to the covariances' shape).
+    default_scale : callable (cov (d, d), style) -> Ψ0
+        The data-scaled default Ψ0 before the K^(−2/d) factor, from the data covariance:
+        ``style`` "default" or "mclust" (Fraley & Raftery 2007; derivation §4).
+    pymc_distribution : str
+        The prior of the covariances as a PyMC variable: ``"InverseWishart"`` (matrix blocks)
+        or ``"InverseGamma"`` (variances), built by :mod:`bayesgmm.posterior`.
+
+    to_unconstrained : callable (covariances,) -> (p,)
+        An unconstrained vector (log-Cholesky entries or log variances), p = n_parameters.
+    from_unconstrained : callable ((p,), K, d) -> covariances
+        Its inverse.
     """
 
     name: str
+    dims: tuple
+    per_component: bool
     shape: Callable
     n_parameters: Callable
+    identity: Callable
+    expand: Callable
     factor: Callable
     log_det: Callable
     whiten: Callable
@@ -108,11 +135,40 @@ class CovarianceStructure:
     combine: Callable
     blocks: Callable
     from_blocks: Callable
+    block_size: Callable
     block_counts: Callable
     mean_multiplicity: Callable
-    expand: Callable
-    dims: tuple
-    prior_scale_ndim: int
+    scale_shapes: Callable
+    default_scale: Callable
+    pymc_distribution: str
+    to_unconstrained: Callable
+    from_unconstrained: Callable
+
+    @property
+    def matrix_valued(self) -> bool:
+        """The covariances are d × d matrices (their upper triangle must match the lower)."""
+        return "feature_bis" in self.dims
+
+    def min_dof(self, d: int) -> int:
+        """ν0 must exceed b − 1 for a proper inverse-Wishart on b × b blocks."""
+        return self.block_size(d) - 1
+
+    def mode(self, B, n_k: np.ndarray, prior, K: int, d: int) -> np.ndarray:
+        """The covariances of the joint posterior mode given the scatter B_k (eq. 4.3),
+        reduced like ``moment``, for the prior ``prior`` (eq. 4.4):
+
+            Σ-block = (Ψ0 + B) / (ν0 + b + 1 + n_block + δ m).
+        """
+        delta = 1.0 if prior.shrinkage > 0 else 0.0
+        denom = (prior.dof + self.block_size(d) + 1 + self.block_counts(n_k, d)
+                 + delta * self.mean_multiplicity(K, d))
+        covs = (prior.block_scales(K) + self.combine(B)) / denom[:, None, None]
+        return self.from_blocks(covs, K, d)
+
+    def maximum_likelihood(self, W, n_k: np.ndarray, K: int, d: int) -> np.ndarray:
+        """The maximum-likelihood covariances given the scatter W_k about x̄_k (eq. 2.8)."""
+        counts = self.block_counts(n_k, d)
+        return self.from_blocks(self.combine(W) / counts[:, None, None], K, d)
 
 
 # ----------------------------------------------------------------------------- factors
@@ -288,12 +344,46 @@ def _scatter_spherical(sd, M, s1, n_k):
     return sd**2 * _centered(M, s1, n_k, lambda a, b: (a * b).sum(-1))
 
 
+# ----------------------------------------------------------------------------- parametrisation
+def _log_cholesky(covs: np.ndarray) -> np.ndarray:
+    """Lower Cholesky entries row by row with the diagonal on the log scale, per matrix."""
+    L = np.linalg.cholesky(covs)
+    d = covs.shape[-1]
+    rows, cols = np.tril_indices(d)
+    packed = L[..., rows, cols]
+    diag = rows == cols
+    packed[..., diag] = np.log(packed[..., diag])
+    return packed.reshape(-1)
+
+
+def _from_log_cholesky(z: np.ndarray, n_matrices: int, d: int) -> np.ndarray:
+    rows, cols = np.tril_indices(d)
+    packed = np.asarray(z, dtype=float).reshape(n_matrices, -1).copy()
+    diag = rows == cols
+    packed[:, diag] = np.exp(packed[:, diag])
+    L = np.zeros((n_matrices, d, d))
+    L[:, rows, cols] = packed
+    return L @ L.transpose(0, 2, 1)
+
+
+def _diag_scale(cov: np.ndarray, style: str) -> np.ndarray:
+    """Per-coordinate variances (default) or mclust's one scalar, the mean variance."""
+    return np.diag(cov).copy() if style == "default" else _mean_variance(cov, style)
+
+
+def _mean_variance(cov: np.ndarray, style: str) -> np.ndarray:
+    return np.asarray(np.trace(cov) / cov.shape[0])
+
+
 # ----------------------------------------------------------------------------- the table
 STRUCTURES: dict[str, CovarianceStructure] = {
     "full": CovarianceStructure(
         name="full",
+        dims=("component", "feature", "feature_bis"),
+        per_component=True,
         shape=lambda K, d: (K, d, d),
         n_parameters=lambda K, d: K * d * (d + 1) // 2,
+        identity=lambda K, d: np.array(np.broadcast_to(np.eye(d), (K, d, d))),
         factor=lambda c: _cholesky_stack(c, list(range(len(c)))),
         log_det=lambda L, K, d: _diag_log_det(L),
         whiten=_whiten_full,
@@ -306,16 +396,23 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         combine=lambda per_component: per_component,
         blocks=lambda c: c,
         from_blocks=lambda b, K, d: b,
+        block_size=lambda d: d,
         block_counts=lambda n_k, d: n_k,
         mean_multiplicity=lambda K, d: 1,
+        scale_shapes=lambda d: ((d, d),),
+        default_scale=lambda cov, style: cov,
+        pymc_distribution="InverseWishart",
         expand=lambda c, K, d: c,
-        dims=("component", "feature", "feature_bis"),
-        prior_scale_ndim=2,
+        to_unconstrained=_log_cholesky,
+        from_unconstrained=lambda z, K, d: _from_log_cholesky(z, K, d),
     ),
     "tied": CovarianceStructure(
         name="tied",
+        dims=("feature", "feature_bis"),
+        per_component=False,
         shape=lambda K, d: (d, d),
         n_parameters=lambda K, d: d * (d + 1) // 2,
+        identity=lambda K, d: np.eye(d),
         factor=lambda c: _cholesky_stack(c[None], [None])[0],
         log_det=lambda L, K, d: np.full(K, _diag_log_det(L)),
         whiten=_whiten_tied,
@@ -328,16 +425,23 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         combine=lambda per_component: per_component.sum(0, keepdims=True),
         blocks=lambda c: c[None],
         from_blocks=lambda b, K, d: b[0],
+        block_size=lambda d: d,
         block_counts=lambda n_k, d: np.atleast_1d(n_k.sum()),
         mean_multiplicity=lambda K, d: K,
+        scale_shapes=lambda d: ((d, d),),
+        default_scale=lambda cov, style: cov,
+        pymc_distribution="InverseWishart",
         expand=lambda c, K, d: c[None] * np.ones((K, 1, 1)),
-        dims=("feature", "feature_bis"),
-        prior_scale_ndim=2,
+        to_unconstrained=_log_cholesky,
+        from_unconstrained=lambda z, K, d: _from_log_cholesky(z, 1, d)[0],
     ),
     "diag": CovarianceStructure(
         name="diag",
+        dims=("component", "feature"),
+        per_component=True,
         shape=lambda K, d: (K, d),
         n_parameters=lambda K, d: K * d,
+        identity=lambda K, d: np.ones((K, d)),
         factor=_sd,
         log_det=lambda sd, K, d: 2.0 * np.log(sd).sum(-1),
         whiten=_whiten_scaled,
@@ -350,16 +454,23 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         combine=lambda per_component: per_component.reshape(-1, 1, 1),
         blocks=lambda c: c.reshape(-1, 1, 1),
         from_blocks=lambda b, K, d: b.reshape(K, d),
+        block_size=lambda d: 1,
         block_counts=lambda n_k, d: np.repeat(n_k, d),
         mean_multiplicity=lambda K, d: 1,
+        scale_shapes=lambda d: ((d,), ()),
+        default_scale=_diag_scale,
+        pymc_distribution="InverseGamma",
         expand=lambda c, K, d: c[:, :, None] * np.eye(d),
-        dims=("component", "feature"),
-        prior_scale_ndim=1,
+        to_unconstrained=lambda c: np.log(c).reshape(-1),
+        from_unconstrained=lambda z, K, d: np.exp(np.asarray(z, dtype=float)).reshape(K, d),
     ),
     "spherical": CovarianceStructure(
         name="spherical",
+        dims=("component",),
+        per_component=True,
         shape=lambda K, d: (K,),
         n_parameters=lambda K, d: K,
+        identity=lambda K, d: np.ones(K),
         factor=_sd,
         log_det=lambda sd, K, d: 2.0 * d * np.log(sd),
         whiten=_whiten_scaled,
@@ -372,11 +483,15 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         combine=lambda per_component: per_component.reshape(-1, 1, 1),
         blocks=lambda c: c.reshape(-1, 1, 1),
         from_blocks=lambda b, K, d: b.reshape(K),
+        block_size=lambda d: 1,
         block_counts=lambda n_k, d: d * n_k,
         mean_multiplicity=lambda K, d: d,
+        scale_shapes=lambda d: ((),),
+        default_scale=_mean_variance,
+        pymc_distribution="InverseGamma",
         expand=lambda c, K, d: c[:, None, None] * np.eye(d),
-        dims=("component",),
-        prior_scale_ndim=0,
+        to_unconstrained=lambda c: np.log(c).reshape(-1),
+        from_unconstrained=lambda z, K, d: np.exp(np.asarray(z, dtype=float)).reshape(K),
     ),
 }
 
@@ -408,7 +523,7 @@ def check_covariances(structure: CovarianceStructure, covariances, K: int, d: in
                          f"(K={K}, d={d}), got {covs.shape}")
     if not np.all(np.isfinite(covs)):
         raise ValueError(f"{name} must be finite")
-    if "feature_bis" in structure.dims:
+    if structure.matrix_valued:
         check_symmetric(covs, name)
     try:
         return structure.factor(covs)

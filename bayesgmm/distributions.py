@@ -9,17 +9,40 @@ while ``compile_logp(jacobian=False)`` and ``pm.find_MAP`` see the density in Σ
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
-from pymc.logprob.transforms import Transform
 from pytensor.tensor.slinalg import cholesky, solve_triangular
 from scipy import stats
 
-from ._ops import pytensor_ops
+from ._compat import pymc_transform_base
 from .priors import invwishart_logpdf
 
-__all__ = ["InverseWishart", "LogCholesky", "NonCentred"]
+Transform = pymc_transform_base()
+
+__all__ = ["InverseWishart", "LogCholesky", "NonCentred", "pytensor_ops"]
+
+
+def _static_size(a) -> int:
+    size = a.type.shape[-1]
+    if size is None:
+        raise ValueError("the matrix size must be known statically (fixed d)")
+    return int(size)
+
+
+def pytensor_ops() -> SimpleNamespace:
+    """:data:`bayesgmm._ops.NUMPY_OPS`' operations on PyTensor tensors."""
+    return SimpleNamespace(
+        log=pt.log,
+        sum=pt.sum,
+        square=pt.square,
+        gammaln=pt.gammaln,
+        diagonal=lambda a: pt.diagonal(a, axis1=-2, axis2=-1),
+        matrix_size=_static_size,
+        solve_lower=lambda L, B: solve_triangular(L, B, lower=True),
+    )
 
 
 class LogCholesky(Transform):

@@ -1,20 +1,15 @@
 """MAP-EM for Gaussian mixtures under the conjugate prior of :mod:`bayesgmm.priors`.
 
-One EM iteration is a single pass over row chunks that fuses the E-step (responsibilities through
-Cholesky factors and log-sum-exp) with the accumulation of the M-step's sufficient statistics, so
-no (N, K)-sized temporary is ever formed.  EM runs in working coordinates (:class:`Coordinates`):
-the data centred and divided by a power of two near their spread, sample weights divided by a
-power of two near their largest — a fit is equivariant under that change, so the result is the
-same in the user's units, at any finite magnitude.  Equations are numbered as in
-``docs/derivation.md``.
+Each iteration is one fused E-pass over row chunks (:mod:`bayesgmm.estep`) and a closed-form
+M-step.  EM runs in working coordinates (:class:`~bayesgmm.estep.Coordinates`) — the data centred
+and divided by a power of two near their spread, sample weights divided by a power of two near
+their largest — and a fit is equivariant under that change, so the result is the same in the
+user's units, at any finite magnitude.  Equations are numbered as in ``docs/derivation.md``.
 """
 
 from __future__ import annotations
 
-import threading
 import warnings
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Mapping, NamedTuple
 
 import numpy as np
@@ -23,15 +18,12 @@ from threadpoolctl import threadpool_limits
 
 from ._validation import (
     check_data,
-    check_magnitude,
     check_n_components,
     check_positive_int,
     check_random_state,
     check_sample_weight,
     check_tolerance,
-    column_moments,
     feature_names_of,
-    power_of_two,
 )
 from .covariance import (
     CovarianceStructure,
@@ -39,237 +31,19 @@ from .covariance import (
     check_covariances,
     get_structure,
 )
+from .estep import EPass, MixtureParams, Stats, working_coordinates
 from .priors import GMMPrior, resolve_prior
+from .result import MixtureFit
 
-__all__ = ["fit_map", "MixtureParams", "ConvergenceWarning", "Coordinates",
-           "working_coordinates", "joint_log_density"]
-
-_LOG_2PI = np.log(2.0 * np.pi)
-#: Scratch values per chunk (K · rows · d): 2¹⁸ was as fast as or faster than 2¹⁴, 2¹⁶ and 2²⁰
-#: on four (N = 1e5, d, K) cases here; the working set stays near the cache (DESIGN §7).
-_CHUNK_VALUES = 2**18
+__all__ = ["fit_map", "ConvergenceWarning"]
 
 
 class ConvergenceWarning(UserWarning):
     """EM stopped at ``max_iter`` before the relative change of the log posterior fell below tol."""
 
 
-class MixtureParams(NamedTuple):
-    """Mixture parameters: weights (K,), means (K, d), covariances (structure's shape)."""
-
-    weights: np.ndarray
-    means: np.ndarray
-    covariances: np.ndarray
-
-
-# ============================================================================ coordinates
-@dataclass(frozen=True)
-class Coordinates:
-    """The working coordinates of a fit: z = (x − center) / scale, weights w / weight_scale.
-
-    A Gaussian-mixture fit is equivariant under x ↦ (x − c)/s, and under the transformed prior
-    (:meth:`GMMPrior.rescaled`) the posterior is the pushforward of the original one; multiplying
-    every weight by a constant multiplies the likelihood's statistics by it.  With ``scale`` and
-    ``weight_scale`` powers of two the change is exact, and only the log densities gain the
-    change-of-variables constants below.
-    """
-
-    center: np.ndarray  # (d,)
-    scale: float
-    weight_scale: float = 1.0
-
-    def to_working(self, params: MixtureParams) -> MixtureParams:
-        s = self.scale
-        return MixtureParams(np.asarray(params.weights, dtype=float),
-                             (np.asarray(params.means, dtype=float) - self.center) / s,
-                             np.asarray(params.covariances, dtype=float) / (s * s))
-
-    def to_data(self, params: MixtureParams) -> MixtureParams:
-        s = self.scale
-        return MixtureParams(params.weights, self.center + s * params.means,
-                             (s * s) * params.covariances)
-
-    def log_density_offset(self, d: int) -> float:
-        """log p(x | θ) − log p(z | θ'): −d log s for every row."""
-        return -d * np.log(self.scale)
-
-    def log_prior_offset(self, structure: CovarianceStructure, K: int, d: int,
-                         prior: GMMPrior) -> float:
-        """log p(θ) − log p'(θ') = −log |∂θ/∂θ'|: each mean entry under a proper mean prior
-        scales by s, each free covariance entry by s²."""
-        n_means = K * d if prior.shrinkage > 0 else 0
-        return -(n_means + 2 * structure.n_parameters(K, d)) * np.log(self.scale)
-
-
-def working_coordinates(X: np.ndarray, sample_weight: np.ndarray | None = None) -> Coordinates:
-    """The column means and a power-of-two scale of X, and a power-of-two weight scale.
-
-    Raises a ValueError naming the magnitude when the data's spread is too large or too small
-    for its square (the covariances) to be held in float64.
-    """
-    center, spread = column_moments(X)
-    check_magnitude(spread, "the data's spread (root mean column variance)")
-    scale = power_of_two(spread) if spread > 0 else 1.0
-    weight_scale = 1.0 if sample_weight is None else power_of_two(sample_weight.max())
-    return Coordinates(center, scale, weight_scale)
-
-
-def model_coordinates(params: MixtureParams, structure: CovarianceStructure) -> Coordinates:
-    """Working coordinates of a fitted model: its mixture mean and a power-of-two scale near
-    its components' typical standard deviation (for evaluating it on new data)."""
-    K, d = np.shape(params.means)
-    dense = np.asarray(structure.expand(np.asarray(params.covariances), K, d))
-    spread = float(np.sqrt(np.diagonal(dense, axis1=-2, axis2=-1).mean()))
-    return Coordinates(np.asarray(params.weights) @ np.asarray(params.means),
-                       power_of_two(spread) if spread > 0 else 1.0)
-
-
-@dataclass(frozen=True)
-class _Stats:
-    """Sufficient statistics of one pass, in whitened coordinates of the current components,
-    with the pass's (divided) sample weights."""
-
-    log_likelihood: float
-    n_k: np.ndarray  # (K,)   N_k = Σ_n w_n r_nk                     (eq. 3.1)
-    s1: np.ndarray  # (K, d) Σ_n w_n r_nk y_nk,  y = L_k⁻¹(z − μ_k)  (eq. 3.2)
-    moment: np.ndarray  # structure-reduced Σ_n w_n r_nk y_nk y_nkᵀ  (eq. 3.3)
-
-
-# ============================================================================ the E-pass
-class _Pass:
-    """Row-chunked evaluation of a mixture over X in working coordinates, optionally on a small
-    thread pool.  Each chunk is mapped to z = (x − center) / scale as it is read (X itself is
-    neither copied nor changed)."""
-
-    def __init__(self, X, sample_weight, structure: CovarianceStructure, n_components: int,
-                 coords: Coordinates, n_threads: int = 1, chunk_rows: int | None = None):
-        self.X, self.structure, self.coords = X, structure, coords
-        self.w = None if sample_weight is None else sample_weight / coords.weight_scale
-        n, d = X.shape
-        K = n_components
-        rows = chunk_rows or max(64, _CHUNK_VALUES // (K * (d + 2)))
-        self.bounds = [(a, min(a + rows, n)) for a in range(0, n, rows)]
-        self.rows, self.K, self.d = min(rows, n), K, d
-        self.n_threads = min(n_threads, len(self.bounds))
-        self.inv_scale = 1.0 / coords.scale
-        self._local = threading.local()
-
-    def _scratch(self, n: int):
-        """Per-thread buffers: the working chunk (n, d) and the (K, n, d) work array."""
-        local = self._local
-        if getattr(local, "work", None) is None:
-            local.work = np.empty((self.K, self.rows, self.d))
-            local.chunk = np.empty((self.rows, self.d))
-        return local.chunk[:n], local.work[:, :n]
-
-    def _map(self, fn):
-        """fn(a, b) over the chunks, yielded in chunk order (so reductions are deterministic)."""
-        if self.n_threads <= 1:
-            yield from (fn(a, b) for a, b in self.bounds)
-            return
-        with ThreadPoolExecutor(self.n_threads) as pool:
-            yield from pool.map(lambda ab: fn(*ab), self.bounds)
-
-    def working_rows(self, a: int, b: int, out: np.ndarray) -> np.ndarray:
-        np.subtract(self.X[a:b], self.coords.center, out=out)
-        out *= self.inv_scale  # a power of two: exact
-        return out
-
-    def _log_prob(self, a, b, means, factor, offset):
-        """log π_k + log N(z_n | μ_k, Σ_k) for rows a:b, shape (n, K) (eq. 1.3), and the
-        structure's cache for :meth:`stats`."""
-        Z, work = self._scratch(b - a)
-        self.working_rows(a, b, Z)
-        maha, cache = self.structure.mahalanobis(Z, means, factor, work)
-        maha *= -0.5
-        maha += offset
-        return maha, Z, cache
-
-    def _offset(self, params: MixtureParams, factor) -> np.ndarray:
-        """log π_k − ½ (d log 2π + log det Σ_k), shape (K,)."""
-        with np.errstate(divide="ignore"):  # π_k = 0 is allowed (an emptied component)
-            log_weights = np.log(params.weights)
-        log_det = self.structure.log_det(factor, self.K, self.d)
-        return log_weights - 0.5 * (self.d * _LOG_2PI + log_det)
-
-    def stats(self, params: MixtureParams, factor, resp: np.ndarray | None = None) -> _Stats:
-        """One fused E-pass: log-likelihood and sufficient statistics at ``params`` (working
-        coordinates).
-
-        With ``resp`` (N, K) given, those responsibilities are used instead of the E-step's (the
-        M-step-first start); ``params.means``/``factor`` then only fix the whitening.
-        """
-        structure = self.structure
-        means = params.means
-        offset = self._offset(params, factor)
-
-        def chunk(a, b):
-            log_prob, Z, cache = self._log_prob(a, b, means, factor, offset)
-            if resp is None:
-                # log-sum-exp, sharing its exponentials with the responsibilities
-                top = log_prob.max(axis=1, keepdims=True)
-                R = np.exp(log_prob - top, out=log_prob)
-                total = R.sum(axis=1, keepdims=True)
-                R /= total  # r_nk                                               (eq. 3.0)
-                log_norm = (top + np.log(total))[:, 0]  # log p(z_n)              (eq. 1.2)
-            else:
-                log_norm, R = np.zeros(b - a), np.array(resp[a:b], dtype=float)
-            if self.w is not None:
-                R *= self.w[a:b, None]
-                ll = float(self.w[a:b] @ log_norm)
-            else:
-                ll = float(log_norm.sum())
-            return (ll, R.sum(0)) + structure.accumulate(Z, cache, R)
-
-        # a running sum: memory stays one chunk's statistics, however many chunks there are
-        totals = None
-        for part in self._map(chunk):
-            totals = part if totals is None else tuple(t + p for t, p in zip(totals, part))
-        ll, n_k, A1, A2 = totals
-        s1, moment = structure.finish(n_k, A1, A2, means, factor)
-        return _Stats(ll, n_k, s1, moment)
-
-    def weighted_sums(self, R: np.ndarray) -> np.ndarray:
-        """Σ_n w_n r_nk z_n, shape (K, d), for given responsibilities (chunked)."""
-        def chunk(a, b):
-            Z, _ = self._scratch(b - a)
-            Rc = R[a:b] if self.w is None else R[a:b] * self.w[a:b, None]
-            return Rc.T @ self.working_rows(a, b, Z)
-        return sum(self._map(chunk), np.zeros((self.K, self.d)))
-
-    def log_prob(self, params: MixtureParams, factor) -> np.ndarray:
-        """Joint log densities log π_k N(z_n | μ_k, Σ_k), shape (N, K), working coordinates."""
-        offset = self._offset(params, factor)
-        return np.concatenate(list(self._map(
-            lambda a, b: self._log_prob(a, b, params.means, factor, offset)[0].copy())))
-
-
-def joint_log_density(X: np.ndarray, params: MixtureParams, covariance: str) -> np.ndarray:
-    """log π_k + log N(x_n | μ_k, Σ_k) for every row and component, shape (N, K).
-
-    Evaluated in the model's own working coordinates (:func:`model_coordinates`), so it is
-    accurate whatever the magnitude of X and of the parameters.
-    """
-    structure = get_structure(covariance)
-    coords = model_coordinates(params, structure)
-    working = coords.to_working(params)
-    factor = structure.factor(working.covariances)
-    em_pass = _Pass(X, None, structure, len(params.weights), coords)
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = em_pass.log_prob(working, factor)
-    out += coords.log_density_offset(X.shape[1])
-    return out
-
-
 # ============================================================================ the M-step
-def _identity_covariances(structure: CovarianceStructure, K: int, d: int) -> np.ndarray:
-    shape = structure.shape(K, d)
-    if "feature_bis" in structure.dims:
-        return np.array(np.broadcast_to(np.eye(d), shape))
-    return np.ones(shape)
-
-
-def _m_step(stats: _Stats, params: MixtureParams, factor, structure: CovarianceStructure,
+def _m_step(stats: Stats, params: MixtureParams, factor, structure: CovarianceStructure,
             prior: GMMPrior | None, weight_scale: float = 1.0) -> MixtureParams:
     """Joint posterior mode given the expected sufficient statistics (derivation §3–§4).
 
@@ -286,10 +60,7 @@ def _m_step(stats: _Stats, params: MixtureParams, factor, structure: CovarianceS
         empty = np.flatnonzero(n_k <= 0)
         if empty.size:
             raise SingularCovarianceError(int(empty[0]), f"component {empty[0]} has no data left")
-        weights = n_k / n_total
-        counts = structure.block_counts(n_k, d)
-        covs = structure.combine(W) / counts[:, None, None]
-        return MixtureParams(weights, xbar, structure.from_blocks(covs, K, d))
+        return MixtureParams(n_k / n_total, xbar, structure.maximum_likelihood(W, n_k, K, d))
 
     alpha = prior.concentration_for(K)
     kappa, m0 = prior.shrinkage, prior.mean
@@ -305,13 +76,7 @@ def _m_step(stats: _Stats, params: MixtureParams, factor, structure: CovarianceS
     dev = xbar - m0
     shrink = kappa * n_k / (kappa + n_k) if kappa > 0 else np.zeros(K)
     B = W + structure.reduce(shrink[:, None, None] * dev[:, :, None] * dev[:, None, :])
-    # Σ-block = (Ψ0 + B) / (ν0 + b + 1 + n_block + δ·m)                            (eq. 4.4)
-    b = d if "feature_bis" in structure.dims else 1
-    delta = 1.0 if kappa > 0 else 0.0
-    denom = (prior.dof + b + 1 + structure.block_counts(n_k, d)
-             + delta * structure.mean_multiplicity(K, d))
-    covs = (prior.block_scales(K) + structure.combine(B)) / denom[:, None, None]
-    return MixtureParams(weights, means, structure.from_blocks(covs, K, d))
+    return MixtureParams(weights, means, structure.mode(B, n_k, prior, K, d))  # (eq. 4.4)
 
 
 # ============================================================================ initialisation
@@ -403,7 +168,7 @@ def _log_posterior(log_lik: float, params: MixtureParams, factor, prior: GMMPrio
     return log_lik + prior.logpdf_factored(params.weights, params.means, factor)
 
 
-def _run_em(em_pass: _Pass, start, prior, tol: float, max_iter: int) -> _Run:
+def _run_em(em_pass: EPass, start, prior, tol: float, max_iter: int) -> _Run:
     """EM from a start: parameters (E-step first) or responsibilities (M-step first)."""
     structure = em_pass.structure
     K, d = em_pass.K, em_pass.d
@@ -414,7 +179,7 @@ def _run_em(em_pass: _Pass, start, prior, tol: float, max_iter: int) -> _Run:
         R = start if em_pass.w is None else start * em_pass.w[:, None]
         n_k = R.sum(0)
         means = em_pass.weighted_sums(start) / np.where(n_k > 0, n_k, 1.0)[:, None]
-        ident = _identity_covariances(structure, K, d)
+        ident = structure.identity(K, d)
         pivot = MixtureParams(np.full(K, 1.0 / K), means, ident)
         factor = structure.factor(ident)
         params = _m_step(em_pass.stats(pivot, factor, resp=start), pivot, factor, structure,
@@ -484,8 +249,6 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
     -------
     MixtureFit
     """
-    from .result import MixtureFit  # the result module imports this one
-
     feature_names = feature_names_of(X)
     X = check_data(X)
     n, d = X.shape
@@ -518,7 +281,7 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
         p = coords.to_working(_check_params(init, K, d, structure))
         starts = iter([lambda: p])
 
-    em_pass = _Pass(X, w, structure, K, coords, n_threads=n_threads)
+    em_pass = EPass(X, w, structure, K, coords, n_threads=n_threads)
     best = None
     with threadpool_limits(limits=1, user_api="blas"):
         for make_start in starts:
@@ -542,7 +305,8 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
     params = coords.to_data(best.params)
     return MixtureFit(
         weights=params.weights, means=params.means, covariances=params.covariances,
-        covariance=structure.name, prior=prior, log_likelihood=best.log_likelihood + ll_offset,
+        covariance_type=structure.name, prior=prior,
+        log_likelihood=best.log_likelihood + ll_offset,
         log_posterior=best.log_posterior + lp_offset, history=best.history + lp_offset,
         n_iter=best.n_iter, converged=best.converged, n_samples=total_weight,
         feature_names=feature_names,

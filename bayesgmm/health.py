@@ -10,6 +10,9 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from . import _compat
+from .alignment import component_permutation, dense_draws
+
 __all__ = ["SamplerHealth", "SamplerWarning", "sampler_health", "chain_labellings",
            "convergence_summary", "max_rhat", "PARAMETERS"]
 
@@ -86,8 +89,6 @@ def chain_labellings(posterior, covariance: str, pivot) -> list[list[int]]:
     -------
     list of list of int, one permutation per chain (the identity: the pivot's labelling)
     """
-    from .relabelling import component_permutation, dense_draws
-
     out = []
     for chain in posterior["chain"].values:
         _, means, dense = dense_draws(posterior.sel(chain=[chain]), covariance)
@@ -108,27 +109,23 @@ def _extreme(ds, fn) -> float:
 
 def max_rhat(posterior) -> float:
     """Largest rank-normalised split R-hat over the entries of weights, means, covariances."""
-    import arviz as az
-
-    return _extreme(az.rhat(posterior[_varying(posterior)]), np.max)
+    return _extreme(_compat.rhat(posterior[_varying(posterior)]), np.max)
 
 
 def convergence_summary(posterior, sample_stats=None) -> dict:
     """max R-hat, min bulk and tail ESS over the mixture parameters, and divergences."""
-    import arviz as az
-
     post = posterior[_varying(posterior)]
     divergences = (int(sample_stats["diverging"].sum())
                    if sample_stats is not None and "diverging" in sample_stats else 0)
-    return {"max_rhat": _extreme(az.rhat(post), np.max),
-            "min_ess_bulk": _extreme(az.ess(post, method="bulk"), np.min),
-            "min_ess_tail": _extreme(az.ess(post, method="tail"), np.min),
+    return {"max_rhat": _extreme(_compat.rhat(post), np.max),
+            "min_ess_bulk": _extreme(_compat.ess(post, method="bulk"), np.min),
+            "min_ess_tail": _extreme(_compat.ess(post, method="tail"), np.min),
             "divergences": divergences}
 
 
 def sampler_health(idata, pivot) -> SamplerHealth:
     """Health of a run; ``pivot`` is the :class:`~bayesgmm.MixtureFit` the chains started at."""
-    labellings = chain_labellings(idata.posterior, pivot.covariance, pivot)
+    labellings = chain_labellings(idata.posterior, pivot.covariance_type, pivot)
     return SamplerHealth(
         **convergence_summary(idata.posterior, idata.sample_stats),
         chain_labellings=labellings,

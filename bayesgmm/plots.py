@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .relabelling import dense_draws
+from . import _compat
+from .alignment import dense_draws
 
 __all__ = ["plot_ellipses", "plot_forest", "plot_marginals", "plot_traces", "plot_sweep",
            "REPORT_FIGURES"]
@@ -34,7 +35,7 @@ def plot_ellipses(report, features=(0, 1), n_draws: int = 40, random_state=0):
     """
     plt = _plt()
     fit = report.fit
-    weights, means, dense = dense_draws(report.posterior, fit.covariance)
+    weights, means, dense = dense_draws(report.posterior, fit.covariance_type)
     rng = np.random.default_rng(random_state)
     pick = rng.choice(len(weights), size=min(n_draws, len(weights)), replace=False)
     map_dense = fit.covariance_matrices
@@ -132,11 +133,8 @@ def plot_marginals(report, max_panels: int = 24):
 
 def plot_traces(report):
     """ArviZ trace plots of the relabelled draws."""
-    import arviz as az
-
-    axes = az.plot_trace(report.posterior, var_names=["weights", "means", "covariances"],
-                         compact=True)
-    return np.ravel(axes)[0].figure
+    return _compat.plot_trace(report.posterior, ["weights", "means", "covariances"],
+                              compact=True)
 
 
 REPORT_FIGURES = {"ellipses": plot_ellipses, "forest": plot_forest,

@@ -27,6 +27,7 @@ import pytensor.tensor as pt
 from pytensor.tensor.slinalg import cholesky, solve_triangular
 from threadpoolctl import threadpool_limits
 
+from . import _compat
 from ._validation import (
     check_data,
     check_n_components,
@@ -118,6 +119,21 @@ def _mixture_logp(value, weights, means, chol):
     return pt.logsumexp(joint, axis=0)
 
 
+def _inverse_wishart(prior, structure, K, d):
+    return InverseWishart("covariances", prior.dof, prior.scale, dims=structure.dims)
+
+
+def _inverse_gamma(prior, structure, K, d):
+    """IG(ν0/2, ψ0/2), the 1 × 1 inverse-Wishart (derivation §4), on every variance."""
+    scale = np.broadcast_to(prior.scale, structure.shape(K, d))
+    return pm.InverseGamma("covariances", alpha=prior.dof / 2, beta=scale / 2,
+                           dims=structure.dims)
+
+
+#: the PyMC prior of the covariances, by :attr:`CovarianceStructure.pymc_distribution`
+_COVARIANCE_PRIORS = {"InverseWishart": _inverse_wishart, "InverseGamma": _inverse_gamma}
+
+
 def _prepare(X, n_components, covariance, prior):
     names = feature_names_of(X)
     X = check_data(X)
@@ -144,9 +160,8 @@ def build_model(X, n_components: int, covariance: str = "full", prior="default",
     noncentred_means : bool
         Sample the means through :class:`~bayesgmm.distributions.NonCentred` (μ stays the value
         variable and the density is unchanged).  It removes the (μ_k, Σ_k) funnel of weakly
-        supported components (one run on Old Faithful K = 3: 456 → 0 divergences) but couples
-        z and Σ where the data pin μ down (one K = 2 run, with other work on the machine: bulk
-        ESS per second 31 against 227 centred), so it is off by default.
+        supported components but couples z and Σ where the data pin μ down, so it is off by
+        default (``benchmarks/README.md`` has the measurements).
 
     Returns
     -------
@@ -164,13 +179,7 @@ def build_model(X, n_components: int, covariance: str = "full", prior="default",
             weights = pm.Dirichlet("weights", a=prior.concentration_for(K), dims="component")
         else:
             weights = pm.Deterministic("weights", pt.ones(1), dims="component")
-        if structure.prior_scale_ndim == 2:
-            covariances = InverseWishart("covariances", prior.dof, prior.scale,
-                                         dims=structure.dims)
-        else:  # IG(ν0/2, ψ0/2) = the 1 × 1 inverse-Wishart (derivation §4)
-            scale = np.broadcast_to(prior.scale, structure.shape(K, d))
-            covariances = pm.InverseGamma("covariances", alpha=prior.dof / 2, beta=scale / 2,
-                                          dims=structure.dims)
+        covariances = _COVARIANCE_PRIORS[structure.pymc_distribution](prior, structure, K, d)
         chol = cholesky(structure.expand(covariances, K, d), lower=True, on_error="nan")
         if prior.shrinkage > 0:
             transform = dict(transform=NonCentred()) if noncentred_means else {}
@@ -203,10 +212,10 @@ def _single_threaded_blas():
 def _check_init(init, K: int, d: int, covariance: str) -> MixtureFit:
     if not isinstance(init, MixtureFit):
         raise TypeError(f"init must be a MixtureFit from bg.fit_map or None, got {type(init)}")
-    if (init.n_components, init.n_features, init.covariance) != (K, d, covariance):
+    if (init.n_components, init.n_features, init.covariance_type) != (K, d, covariance):
         raise ValueError(
             f"init is a fit with K={init.n_components}, d={init.n_features}, "
-            f"covariance={init.covariance!r}, but the model has K={K}, d={d}, "
+            f"covariance={init.covariance_type!r}, but the model has K={K}, d={d}, "
             f"covariance={covariance!r}"
         )
     return init
@@ -259,16 +268,15 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
     draws, tune, chains : int
         Kept draws and tuning steps per chain; number of chains.
     cores : int, optional
-        Worker processes.  Default: 1 with the Numba backend (measured on Old Faithful, K = 2,
-        4 × 1000 iterations: 15 s in one process against 90 s in two worker processes, which
-        each compile the model again), else min(chains, CPUs).  BLAS is limited to one thread.
+        Worker processes.  Default: 1 with the Numba backend (each worker process would compile
+        the model again), else min(chains, CPUs).  BLAS is limited to one thread.
     random_seed : int, optional
     progressbar : bool
     target_accept : float
+        NUTS' target acceptance rate, in (0, 1).
     backend : {"NUMBA", "C", "FAST_RUN", ...}
-        PyTensor compilation mode of the sampler's log density.  Measured on Old Faithful
-        (K = 2, full): 18 s to compile and 0.22 ms per log-density-and-gradient evaluation with
-        Numba against 66 s and 2.8 ms with the C backend, hence the default.
+        PyTensor compilation mode of the sampler's log density; Numba compiles faster and
+        evaluates faster than the C backend on these models (``benchmarks/README.md``).
     noncentred_means : bool
         See :func:`build_model`.
     allow_partial : bool
@@ -302,16 +310,14 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
     model = build_model(data, K, structure.name, prior, noncentred_means=noncentred_means)
     if cores is None:
         cores = 1 if backend == "NUMBA" else min(chains, os.cpu_count() or 1)
-    compile_kwargs = {"mode": backend}
     with _single_threaded_blas():
         with _InterruptGuard() as guard:
             try:
-                idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores,
-                                  random_seed=random_seed, initvals=_initial_values(init),
-                                  init="adapt_diag", progressbar=progressbar,
-                                  target_accept=target_accept, model=model,
-                                  compile_kwargs=compile_kwargs, callback=guard.callback,
-                                  **sample_kwargs)
+                idata = _compat.sample_nuts(
+                    model, draws=draws, tune=tune, chains=chains, cores=cores,
+                    random_seed=random_seed, initvals=_initial_values(init),
+                    target_accept=target_accept, progressbar=progressbar,
+                    compile_mode=backend, callback=guard.callback, **sample_kwargs)
             except KeyboardInterrupt:
                 raise SamplingInterrupted("sampling was interrupted before it began drawing; "
                                           "nothing is returned") from None
@@ -323,11 +329,7 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
                         "chain; nothing is returned (allow_partial=True keeps partial draws, "
                         "marked as such)")
                 idata.posterior.attrs.update(partial=1, draws_requested=draws)
-        # evaluated once per draw: not worth a compilation (measured: Numba/C compilation of
-        # the two functions cost more than evaluating them uncompiled)
-        for compute in (pm.compute_log_likelihood, pm.compute_log_prior):
-            compute(idata, model=model, progressbar=False,
-                    compile_kwargs={"mode": "FAST_COMPILE"})
+        _compat.add_log_likelihood_and_prior(idata, model)
     health = sampler_health(idata, init)
     idata.posterior.attrs["sampler_health"] = health.to_json()
     for problem in health.problems():

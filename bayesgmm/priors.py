@@ -102,10 +102,10 @@ class GMMPrior:
             if covariance is None:
                 raise ValueError(f"scale must be (d, d), (d,) or a scalar, got shape {scale.shape}")
         structure = get_structure(covariance)
-        self._check_scale(scale, structure.name, d)
+        self._check_scale(scale, structure, d)
         shrinkage = _positive_scalar(self.shrinkage, "shrinkage", strict=False)
         dof = _positive_scalar(self.dof, "dof", strict=False)
-        min_dof = d - 1 if structure.prior_scale_ndim == 2 else 0
+        min_dof = structure.min_dof(d)
         if not dof > min_dof:
             raise ValueError(
                 f"dof must exceed {min_dof} for a {structure.name!r} prior in d={d} dimensions "
@@ -121,12 +121,12 @@ class GMMPrior:
             object.__setattr__(self, name, value)
 
     @staticmethod
-    def _check_scale(scale: np.ndarray, covariance: str, d: int) -> None:
-        allowed = {"full": [(d, d)], "tied": [(d, d)], "diag": [(d,), ()], "spherical": [()]}
-        if scale.shape not in allowed[covariance]:
+    def _check_scale(scale: np.ndarray, structure, d: int) -> None:
+        allowed = structure.scale_shapes(d)
+        if scale.shape not in allowed:
             raise ValueError(
-                f"scale for a {covariance!r} prior in d={d} dimensions must have shape "
-                f"{' or '.join(map(str, allowed[covariance]))}, got {scale.shape}"
+                f"scale for a {structure.name!r} prior in d={d} dimensions must have shape "
+                f"{' or '.join(map(str, allowed))}, got {scale.shape}"
             )
         if not np.all(np.isfinite(scale)):
             raise ValueError("scale must be finite")
@@ -177,7 +177,7 @@ class GMMPrior:
 
         m0 → (m0 − center)/scale and Ψ0 → Ψ0/scale² (κ0, ν0 and α unchanged): the distribution of
         the transformed parameters, so its density differs from this one's only by the Jacobian
-        of the change (:meth:`bayesgmm.em.Coordinates.log_prior_offset`).  Raises a ValueError
+        of the change (:meth:`bayesgmm.estep.Coordinates.log_prior_offset`).  Raises a ValueError
         naming the magnitude if the prior is so far from the data's scale that float64 cannot
         hold the squares the M-step forms.
         """
@@ -223,7 +223,7 @@ class GMMPrior:
                 f"{s.shape(K, self.n_features)}; got {weights.shape}, {means.shape}, "
                 f"{covariances.shape}"
             )
-        if "feature_bis" in s.dims:  # the upper triangle must agree, not be ignored
+        if s.matrix_valued:  # the upper triangle must agree, not be ignored
             check_symmetric(covariances, "covariances")
         try:
             factor = s.factor(covariances)
@@ -287,7 +287,7 @@ def invwishart_logpdf(cov_factor, dof, scale_factor, ops=NUMPY_OPS):
         Lower Cholesky factors of Σ and Ψ (b = 1: standard deviations of IG(ν/2, ψ/2) variates).
     dof : float or tensor
     ops : namespace
-        :data:`bayesgmm._ops.NUMPY_OPS` or :func:`bayesgmm._ops.pytensor_ops`.
+        :data:`bayesgmm._ops.NUMPY_OPS` or :func:`bayesgmm.distributions.pytensor_ops`.
 
     Returns
     -------
@@ -363,14 +363,8 @@ def default_prior(X, n_components: int, covariance: str = "full", style: str = "
         raise ValueError(f"style must be 'default' or 'mclust', got {style!r}")
     if n < 2:
         raise ValueError("a data-scaled prior needs at least 2 samples to estimate a covariance")
-    factor = K ** (-2.0 / d)
     center, cov = _data_covariance(X)
-    if structure.prior_scale_ndim == 2:
-        scale = cov * factor
-    elif structure.prior_scale_ndim == 1 and style == "default":
-        scale = np.diag(cov) * factor
-    else:
-        scale = np.trace(cov) / d * factor
+    scale = structure.default_scale(cov, style) * K ** (-2.0 / d)
     return GMMPrior(mean=center, shrinkage=0.01, dof=d + 2, scale=scale,
                     concentration=1.0, covariance=structure.name)
 
@@ -449,12 +443,11 @@ def power_scale(prior: GMMPrior, a: float, n_components: int | None = None) -> G
         raise ValueError(f"the power a must be a positive finite number, got {a!r}")
     s = prior._structure
     d = prior.n_features
-    b = d if s.prior_scale_ndim == 2 else 1
-    if s.name == "tied" and prior.shrinkage > 0 and n_components is None:
-        raise ValueError("power-scaling a tied prior with κ0 > 0 needs n_components (its K mean "
-                         "priors share the one covariance)")
+    if not s.per_component and prior.shrinkage > 0 and n_components is None:
+        raise ValueError(f"power-scaling a {s.name!r} prior with κ0 > 0 needs n_components (its "
+                         "K mean priors share one covariance)")
     m = s.mean_multiplicity(n_components or 1, d) if prior.shrinkage > 0 else 0
-    keep = b + 1 + m
+    keep = s.block_size(d) + 1 + m
     dof = a * (prior.dof + keep) - keep
     try:
         return GMMPrior(mean=prior.mean, shrinkage=a * prior.shrinkage, dof=dof,

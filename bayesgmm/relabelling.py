@@ -18,66 +18,81 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from scipy.optimize import linear_sum_assignment
 from scipy.special import logsumexp
 
+from .alignment import apply_permutations, assign, dense_draws, pivot_permutations
 from .covariance import get_structure
-from .health import max_rhat
+from .health import PARAMETERS, max_rhat
+from .result import MixtureFit
 
-__all__ = ["Relabelling", "relabel", "gaussian_kl", "dense_draws", "apply_permutations",
-           "component_permutation"]
+__all__ = ["Relabelling", "relabel", "check_posterior", "classification_log_probabilities"]
 
-def gaussian_kl(mean1, cov1, mean2, cov2) -> np.ndarray:
-    """KL(N(μ1, Σ1) ‖ N(μ2, Σ2)), broadcasting over leading axes.
+def check_posterior(fit, idata) -> xr.Dataset:
+    """The posterior of ``idata``, checked against ``fit``: its groups and dims, the same
+    structure, K and features, finite draws and positive-definite covariances.
 
-    ½ [tr(Σ2⁻¹Σ1) + (μ2 − μ1)ᵀ Σ2⁻¹ (μ2 − μ1) − d + log det Σ2 − log det Σ1], through Cholesky
-    factors: tr(Σ2⁻¹Σ1) = ‖L2⁻¹ L1‖²_F.
+    Parameters
+    ----------
+    fit : MixtureFit
+    idata : arviz.InferenceData
+
+    Returns
+    -------
+    xarray.Dataset
+        ``idata.posterior``.
     """
-    d = np.shape(mean1)[-1]
-    L1, L2 = np.linalg.cholesky(cov1), np.linalg.cholesky(cov2)
-    L1, L2 = np.broadcast_arrays(L1, L2)
-    trace = np.square(np.linalg.solve(L2, L1)).sum((-2, -1))
-    diff = np.broadcast_to(np.asarray(mean2) - np.asarray(mean1), L2.shape[:-1])
-    maha = np.square(np.linalg.solve(L2, diff[..., None])[..., 0]).sum(-1)
-    log_det = lambda L: 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)  # noqa: E731
-    return 0.5 * (trace + maha - d + log_det(L2) - log_det(L1))
+    if not isinstance(fit, MixtureFit):
+        raise TypeError(f"fit must be a MixtureFit (from bg.fit_map or bg.load), got "
+                        f"{type(fit).__name__}")
+    post = getattr(idata, "posterior", None)
+    if post is None:
+        raise ValueError("idata has no posterior group; pass the InferenceData of "
+                         "bg.sample_posterior")
+    missing = [d for d in ("chain", "draw") if d not in post.dims]
+    if missing:
+        raise ValueError(f"the posterior has no {missing} dim(s); compare needs draws over "
+                         "(chain, draw)")
+    absent = [p for p in PARAMETERS if p not in post]
+    if absent:
+        raise ValueError(f"the posterior lacks {absent}; it must hold weights, means and "
+                         "covariances as bg.sample_posterior returns them")
+    structure = get_structure(fit.covariance_type)
+    if post["covariances"].dims[2:] != structure.dims:
+        raise ValueError(
+            f"the posterior's covariances have dims {post['covariances'].dims[2:]}, but the fit is "
+            f"{fit.covariance_type!r} with dims {structure.dims}: sample the same structure")
+    K = post.sizes.get("component")
+    if K != fit.n_components:
+        raise ValueError(f"the posterior has {K} components but the fit has {fit.n_components}")
+    features = [str(f) for f in post["feature"].values]
+    expected = list(fit.to_xarray()["feature"].values)
+    if features != expected:
+        raise ValueError(f"the posterior's features {features} do not match the fit's "
+                         f"{expected}")
+    for p in PARAMETERS:
+        n_bad = int((~np.isfinite(post[p].values)).sum())
+        if n_bad:
+            raise ValueError(f"the posterior's {p} contain {n_bad} NaN or infinite values")
+    _check_draws_spd(post, structure)
+    return post
 
 
-def dense_draws(posterior: xr.Dataset, covariance: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Weights (S, K), means (S, K, d) and dense covariances (S, K, d, d) of stacked draws."""
-    structure = get_structure(covariance)
-    weights = posterior["weights"].transpose("chain", "draw", "component").values
-    means = posterior["means"].transpose("chain", "draw", "component", "feature").values
-    covs = posterior["covariances"].transpose("chain", "draw", *structure.dims).values
-    n_chain, n_draw, K, d = means.shape
-    S = n_chain * n_draw
-    covs = covs.reshape((S,) + covs.shape[2:])
-    dense = np.stack([structure.expand(c, K, d) for c in covs])
-    return weights.reshape(S, K), means.reshape(S, K, d), dense
-
-
-def _assign(costs: np.ndarray) -> np.ndarray:
-    """Per (K, K) cost matrix [draw component j, target k], the j for each k (min total)."""
-    perms = np.empty(costs.shape[:2], dtype=int)
-    for s, cost in enumerate(costs):
-        rows, cols = linear_sum_assignment(cost)
-        perms[s, cols] = rows
-    return perms
-
-
-def _pivot_permutations(means, dense, pivot_means, pivot_dense) -> np.ndarray:
-    """(S, K): for each draw, the draw component assigned to each pivot component."""
-    m1, S1 = means[:, :, None], dense[:, :, None]
-    m2, S2 = pivot_means[None, None], pivot_dense[None, None]
-    cost = gaussian_kl(m1, S1, m2, S2) + gaussian_kl(m2, S2, m1, S1)  # symmetric KL (S, j, k)
-    return _assign(cost)
-
-
-def component_permutation(means: np.ndarray, dense: np.ndarray, pivot) -> np.ndarray:
-    """For one parameter set (means (K, d), dense covariances (K, d, d)), the component matched
-    to each of the pivot fit's components."""
-    return _pivot_permutations(means[None], dense[None], np.asarray(pivot.means),
-                               pivot.covariance_matrices)[0]
+def _check_draws_spd(post: xr.Dataset, structure) -> None:
+    """Every drawn covariance must be symmetric positive definite (name the first that is not)."""
+    covs = post["covariances"].transpose("chain", "draw", *structure.dims).values
+    K, d = post.sizes["component"], post.sizes["feature"]
+    flat = covs.reshape((-1,) + covs.shape[2:])
+    dense = np.stack([structure.expand(c, K, d) for c in flat])
+    eig_ok = np.linalg.eigvalsh(dense)[..., 0] > 0  # (S, K)
+    sym_ok = np.all(np.abs(dense - np.swapaxes(dense, -1, -2))
+                    <= 1e-8 * np.abs(dense).max(axis=(-2, -1), keepdims=True), axis=(-2, -1))
+    bad = np.argwhere(~(eig_ok & sym_ok))
+    if bad.size:
+        s, k = (int(i) for i in bad[0])
+        chain, draw = divmod(s, post.sizes["draw"])
+        raise ValueError(f"the posterior's covariances are not all symmetric positive definite: "
+                         f"{len(bad)} draw(s) fail, the first at chain {chain}, draw {draw}, "
+                         f"component {k}; such draws cannot come from the model")
 
 
 def classification_log_probabilities(X, weights, means, dense) -> np.ndarray:
@@ -106,27 +121,14 @@ def _stephens_permutations(log_p: np.ndarray, start: np.ndarray, pivot_resp: np.
         log_q = np.log(np.maximum(permuted.mean(0), np.finfo(float).tiny))  # (N, K)
         # Σ_n p_{nj} log(p_{nj} / q_{nk}): the entropy term does not depend on k
         cost = -np.einsum("snj,nk->sjk", p, log_q)
-        new = _assign(cost)
+        new = assign(cost)
         if np.array_equal(new, perms):
             break
         perms = new
     # the algorithm fixes labels only up to one global permutation: align Q with the pivot
     global_cost = -np.einsum("nj,nk->jk", pivot_resp, log_q)
-    align = _assign(global_cost[None])[0]
+    align = assign(global_cost[None])[0]
     return perms[:, align]
-
-
-def apply_permutations(posterior: xr.Dataset, perms: np.ndarray) -> xr.Dataset:
-    """Reorder every variable with a ``component`` dim by ``perms`` (chain, draw, K)."""
-    out = posterior.copy()
-    for name, var in posterior.data_vars.items():
-        if "component" not in var.dims:
-            continue
-        arr = var.transpose("chain", "draw", "component", ...)
-        idx = perms.reshape(perms.shape + (1,) * (arr.ndim - 3))
-        values = np.take_along_axis(arr.values, idx, axis=2)
-        out[name] = arr.copy(data=values).transpose(*var.dims)
-    return out
 
 
 @dataclass(frozen=True)
@@ -173,9 +175,9 @@ def relabel(posterior: xr.Dataset, pivot, method: str = "pivot", X=None) -> Rela
     """
     if method not in ("pivot", "stephens"):
         raise ValueError(f"method must be 'pivot' or 'stephens', got {method!r}")
-    weights, means, dense = dense_draws(posterior, pivot.covariance)
+    weights, means, dense = dense_draws(posterior, pivot.covariance_type)
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
-    perms = _pivot_permutations(means, dense, np.asarray(pivot.means), pivot.covariance_matrices)
+    perms = pivot_permutations(means, dense, np.asarray(pivot.means), pivot.covariance_matrices)
     if method == "stephens":
         if X is None:
             raise ValueError("method='stephens' needs the data X (classification probabilities)")

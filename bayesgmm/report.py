@@ -128,8 +128,8 @@ def _write_sensitivity(result: StudyResult, writer: FolderWriter) -> str:
             sections.append(f"![sweep of {variable}](sweep_{variable}.png)")
         sections.append("")
     if result.power_scaling is not None:
-        sections += [_power_scaling_sentence(result), "",
-                     write_table(writer, result.power_scaling, "power_scaling",
+        sections += [result.power_scaling.summary(), "",
+                     write_table(writer, result.power_scaling.table, "power_scaling",
                                  "Power-scaling sensitivity")]
     writer.write("README.md", "\n".join(sections) + "\n")
     return "sweep (netCDF, CSV, figures) and power-scaling tables: README.md"
@@ -144,29 +144,6 @@ def _sweep_sentence(result: StudyResult) -> str:
             f"estimate that moved most is {top}: from {table.loc[top, 'min']:.4g} to "
             f"{table.loc[top, 'max']:.4g} ({table.loc[top, 'relative_range']:.1%} of its mean "
             f"size). {unconverged} setting(s) did not converge.")
-
-
-def _power_scaling_sentence(result: StudyResult) -> str:
-    table = result.power_scaling
-    if "verdict" not in table:
-        worst = table["prior"].abs().idxmax()
-        return (f"EM path only (no posterior): the MAP estimate most sensitive to the prior's "
-                f"power is {worst}, d θ̂ / d log a = {table.loc[worst, 'prior']:+.4g}.")
-    from .sensitivity import PARETO_K_THRESHOLD, SENSITIVITY_THRESHOLD
-
-    flagged = table[table["verdict"] != ""]
-    unreliable = int((~table["reliable"]).sum())
-    if flagged.empty:
-        text = (f"No parameter crosses priorsense's threshold ({SENSITIVITY_THRESHOLD}) for "
-                "prior sensitivity: the prior is not driving the posterior.")
-    else:
-        text = (f"{len(flagged)} of {len(table)} parameters are flagged: "
-                + "; ".join(f"{p} ({v})" for p, v in flagged["verdict"].head(5).items())
-                + ("; …" if len(flagged) > 5 else "") + ".")
-    if unreliable:
-        text += (f" For {unreliable} parameter(s) the importance weights are unreliable "
-                 f"(Pareto k̂ > {PARETO_K_THRESHOLD}); read their MCMC sensitivities with care.")
-    return text
 
 
 def _index(result: StudyResult, files: dict, provenance: dict) -> str:
@@ -203,7 +180,7 @@ def _index(result: StudyResult, files: dict, provenance: dict) -> str:
         if result.sweep is not None:
             lines += [_sweep_sentence(result), ""]
         if result.power_scaling is not None:
-            lines += [_power_scaling_sentence(result), ""]
+            lines += [result.power_scaling.summary(), ""]
         lines += ["Details: [sensitivity/README.md](sensitivity/README.md).", ""]
     lines += ["## Files", ""] + [f"* `{name}` — {text}" for name, text in files.items()]
     return "\n".join(lines) + "\n"

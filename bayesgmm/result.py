@@ -14,7 +14,7 @@ from scipy.special import logsumexp
 from ._io import atomic_write, netcdf_bytes
 from ._validation import check_data, check_positive_int, readonly_array
 from .covariance import STRUCTURES, check_covariances, get_structure
-from .em import MixtureParams, joint_log_density
+from .estep import MixtureParams, joint_log_density
 from .priors import GMMPrior
 
 __all__ = ["MixtureFit", "load", "parameter_entries", "FIT_SUFFIXES"]
@@ -38,8 +38,8 @@ class MixtureFit:
     means : ndarray, shape (K, d)
     covariances : ndarray
         (K, d, d) full, (d, d) tied, (K, d) diag, (K,) spherical.
-    covariance : str
-        The structure.
+    covariance_type : str
+        The covariance structure (scikit-learn's ``covariance_type``).
     prior : GMMPrior or None
     log_likelihood : float
         log p(X | θ̂) (sample-weighted if weights were given).
@@ -58,7 +58,7 @@ class MixtureFit:
     weights: np.ndarray
     means: np.ndarray
     covariances: np.ndarray
-    covariance: str
+    covariance_type: str
     prior: GMMPrior | None
     log_likelihood: float
     log_posterior: float
@@ -76,6 +76,15 @@ class MixtureFit:
 
     # ------------------------------------------------------------------ shape
     @property
+    def covariance(self) -> str:
+        """Deprecated alias of :attr:`covariance_type` (easily confused with ``covariances``)."""
+        import warnings
+
+        warnings.warn("MixtureFit.covariance is deprecated; use covariance_type",
+                      DeprecationWarning, stacklevel=2)
+        return self.covariance_type
+
+    @property
     def n_components(self) -> int:
         return self.weights.size
 
@@ -90,20 +99,20 @@ class MixtureFit:
     @property
     def covariance_matrices(self) -> np.ndarray:
         """Dense covariance matrices, shape (K, d, d), whatever the structure."""
-        return np.array(get_structure(self.covariance).expand(
+        return np.array(get_structure(self.covariance_type).expand(
             self.covariances, self.n_components, self.n_features))
 
     def n_parameters(self) -> int:
         """Free parameters: (K − 1) weights, K·d means and the structure's covariance entries."""
         K, d = self.n_components, self.n_features
-        return K - 1 + K * d + get_structure(self.covariance).n_parameters(K, d)
+        return K - 1 + K * d + get_structure(self.covariance_type).n_parameters(K, d)
 
     # ------------------------------------------------------------------ prediction
     def _log_prob(self, X) -> np.ndarray:
         """log π_k N(x_n | μ_k, Σ_k), shape (N, K); raises for rows whose density float64
         cannot represent (rather than returning label 0 or NaN probabilities for them)."""
         X = check_data(X, n_features=self.n_features)
-        log_prob = joint_log_density(X, self.params, self.covariance)
+        log_prob = joint_log_density(X, self.params, self.covariance_type)
         bad = np.flatnonzero(~np.isfinite(log_prob.max(axis=1)))
         if bad.size:
             row = int(bad[0])
@@ -171,7 +180,8 @@ class MixtureFit:
             f"α={np.round(self.prior.concentration, 4).tolist()}")
         lines = [title] if title else []
         lines += [
-            f"MAP-EM fit: K={self.n_components}, covariance={self.covariance!r}, prior: {prior}",
+            f"MAP-EM fit: K={self.n_components}, covariance_type={self.covariance_type!r}, "
+            f"prior: {prior}",
             f"  converged={self.converged} after {self.n_iter} iterations",
             f"  log posterior = {self.log_posterior:.6f}   "
             f"log likelihood = {self.log_likelihood:.6f}",
@@ -193,13 +203,13 @@ class MixtureFit:
 
         K, d = self.n_components, self.n_features
         features = list(self.feature_names) if self.feature_names else [f"x{j}" for j in range(d)]
-        cov_dims = get_structure(self.covariance).dims
+        cov_dims = get_structure(self.covariance_type).dims
         return xr.Dataset(
             {"weights": (("component",), np.array(self.weights)),
              "means": (("component", "feature"), np.array(self.means)),
              "covariances": (cov_dims, np.array(self.covariances))},
             coords={"component": np.arange(K), "feature": features, "feature_bis": features},
-            attrs={"covariance": self.covariance, "log_posterior": self.log_posterior,
+            attrs={"covariance_type": self.covariance_type, "log_posterior": self.log_posterior,
                    "log_likelihood": self.log_likelihood, "n_iter": self.n_iter,
                    "converged": int(self.converged)},
         )
@@ -224,7 +234,8 @@ class MixtureFit:
     def _record(self) -> tuple[dict, dict]:
         """(metadata, arrays): the fit in the two parts every storage format holds."""
         meta = {f.name: getattr(self, f.name) for f in fields(self)
-                if f.name not in _ARRAYS and f.name != "prior"}
+                if f.name not in _ARRAYS and f.name not in ("prior", "covariance_type")}
+        meta["covariance"] = self.covariance_type  # the file format's key (version 1)
         meta["format"] = _FORMAT
         arrays = {name: np.asarray(getattr(self, name)) for name in _ARRAYS}
         if self.prior is not None:
@@ -394,7 +405,7 @@ def _fit_from_record(meta: dict, arrays: dict) -> MixtureFit:
             prior.check_compatible(K, d, covariance)
         except (TypeError, ValueError) as exc:
             raise ValueError(f"its prior is invalid: {exc}") from None
-    return MixtureFit(**values, covariance=covariance, prior=prior,
+    return MixtureFit(**values, covariance_type=covariance, prior=prior,
                       log_likelihood=log_likelihood, log_posterior=log_posterior,
                       n_iter=n_iter, converged=converged, n_samples=n_samples,
                       feature_names=names)

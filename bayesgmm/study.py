@@ -195,7 +195,8 @@ def run_study(spec: StudySpec, stages=None, *, progress: bool = True, log=None) 
 
 
 def _sensitivity(result: StudyResult, progress: bool, timed) -> None:
-    from .sensitivity import em_sensitivity, prior_sweep, sensitivity_report, sweep_summary
+    from .power_scaling import sensitivity_report
+    from .sweep import prior_sweep, sweep_summary
 
     spec, X, fit = result.spec, result.data, result.fit
     settings = spec.sensitivity
@@ -212,10 +213,7 @@ def _sensitivity(result: StudyResult, progress: bool, timed) -> None:
                                  progress=progress))
         result.sweep_summary = sweep_summary(result.sweep)
     if settings.power_scaling:
-        if result.idata is not None:
-            result.power_scaling = timed("power_scaling", "power-scaling the prior and the "
-                                         "likelihood (EM and MCMC)",
-                                         lambda: sensitivity_report(fit, result.idata, X))
-        else:
-            result.power_scaling = timed("power_scaling", "power-scaling the prior and the "
-                                         "likelihood (EM)", lambda: em_sensitivity(fit, X))
+        paths = "EM and MCMC" if result.idata is not None else "EM"
+        result.power_scaling = timed("power_scaling", f"power-scaling the prior and the "
+                                     f"likelihood ({paths})",
+                                     lambda: sensitivity_report(fit, result.idata, X))

@@ -5,6 +5,7 @@ included) is in test_study.py."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -57,9 +58,11 @@ def test_every_command_has_help(capsys):
 
 
 def test_module_and_entry_point_run():
-    for cmd in ([sys.executable, "-m", "bayesgmm", "--help"],):
+    script = Path(sys.executable).with_name("bayesgmm")  # the installed console script
+    assert script.exists(), f"{script} is not installed (pip install -e .)"
+    for cmd in ([sys.executable, "-m", "bayesgmm", "--help"], [str(script), "--help"]):
         out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-        assert all(c in out for c in COMMANDS)
+        assert out.startswith("usage: bayesgmm") and all(c in out for c in COMMANDS)
 
 
 # ---------------------------------------------------------------------- bad input

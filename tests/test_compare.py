@@ -9,7 +9,7 @@ import xarray as xr
 from scipy import stats
 
 import bayesgmm as bg
-from bayesgmm.relabelling import apply_permutations
+from bayesgmm.alignment import apply_permutations
 from tests.conftest import STRUCTURES
 
 matplotlib.use("Agg")
@@ -34,7 +34,7 @@ def synthetic_idata(fit, X, chains=4, draws=150, seed=0, spread=0.02):
     sd = np.sqrt(np.diagonal(fit.covariance_matrices, axis1=-2, axis2=-1))
     means = fit.means + spread * sd * rng.normal(size=(S, K, d))
     covs = np.asarray(fit.covariances)
-    if covs.ndim >= 2 and covs.shape[-1] == covs.shape[-2] == d and fit.covariance != "diag":
+    if covs.ndim >= 2 and covs.shape[-1] == covs.shape[-2] == d and fit.covariance_type != "diag":
         df = 400.0
         mats = covs.reshape(-1, d, d)
         draws_ = np.stack([[stats.invwishart.rvs(df, m * (df - d - 1), random_state=rng)
@@ -152,7 +152,7 @@ def test_adjusted_rand_index_equals_sklearn():
 
 
 def test_kl_table_matches_scipy_integration():
-    from bayesgmm.relabelling import gaussian_kl
+    from bayesgmm.alignment import gaussian_kl
 
     rng = np.random.default_rng(1)
     m1, m2 = rng.normal(size=2), rng.normal(size=2)
@@ -210,7 +210,7 @@ def test_report_folder(synthetic, tmp_path):
 def test_bad_input_is_named(synthetic):
     fit, X, idata = synthetic
     post = idata.posterior
-    other = bg.fit_map(X, 3, fit.covariance, random_state=0)
+    other = bg.fit_map(X, 3, fit.covariance_type, random_state=0)
     with pytest.raises(ValueError, match="3 components|has 2 components but the fit has 3"):
         bg.compare(other, idata)
     renamed = az.InferenceData(posterior=post.assign_coords(feature=["a", "b"],
@@ -224,7 +224,7 @@ def test_bad_input_is_named(synthetic):
     nan["means"][0, 0, 0, 0] = np.nan
     with pytest.raises(ValueError, match="means contain 1 NaN"):
         bg.compare(fit, az.InferenceData(posterior=nan))
-    structure = "diag" if fit.covariance != "diag" else "full"
+    structure = "diag" if fit.covariance_type != "diag" else "full"
     with pytest.raises(ValueError, match="sample the same structure"):
         bg.compare(bg.fit_map(X, 2, structure, random_state=0), idata)
 

@@ -16,7 +16,7 @@ def fitted(request):
 
 def test_predictions_match_scipy(fitted):
     X, fit = fitted
-    joint = component_log_densities(X, fit.means, fit.covariances, fit.covariance) + np.log(
+    joint = component_log_densities(X, fit.means, fit.covariances, fit.covariance_type) + np.log(
         fit.weights)
     log_px = np.logaddexp.reduce(joint, axis=1)
     np.testing.assert_allclose(fit.score_samples(X), log_px, rtol=1e-12)
@@ -29,7 +29,7 @@ def test_criteria_formulas(fitted):
     X, fit = fitted
     K, d = 3, 3
     n_cov = {"full": K * d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": K * d,
-             "spherical": K}[fit.covariance]
+             "spherical": K}[fit.covariance_type]
     p = K - 1 + K * d + n_cov
     ll = fit.score_samples(X).sum()
     assert fit.n_parameters() == p
@@ -104,7 +104,7 @@ def test_save_load_round_trip_is_exact(fitted, tmp_path, suffix):
     back = bg.load(path)
     for name in ("weights", "means", "covariances", "history"):
         np.testing.assert_array_equal(getattr(back, name), getattr(fit, name))
-    for name in ("covariance", "log_likelihood", "log_posterior", "n_iter", "converged",
+    for name in ("covariance_type", "log_likelihood", "log_posterior", "n_iter", "converged",
                  "n_samples", "feature_names"):
         assert getattr(back, name) == getattr(fit, name)
     for name in ("mean", "scale", "shrinkage", "dof", "concentration", "covariance"):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import bayesgmm as bg
-from bayesgmm import sensitivity
+from bayesgmm import power_scaling, sweep
 from tests.conftest import STRUCTURES, blobs
 from tests.reference import random_parameters
 
@@ -109,7 +109,7 @@ def test_bad_grids_fail_before_any_fit(monkeypatch, grid, message):
     def no_fit(*args, **kwargs):
         raise AssertionError("a fit started before the grid was validated")
 
-    monkeypatch.setattr(sensitivity, "fit_map", no_fit)
+    monkeypatch.setattr(sweep, "fit_map", no_fit)
     with pytest.raises(ValueError, match=message):
         bg.prior_sweep(blobs(d=2), 2, "full", grid=grid, progress=False)
 
@@ -143,8 +143,8 @@ def test_reweighted_posterior_equals_the_analytic_power_scaled_posterior(conflic
     post = idata.posterior
     base_mean, _ = _niw_posterior_mean(prior, X)
     for a in (0.8, 1.25):
-        w, k = sensitivity.power_scaling_weights(idata, a, "prior")
-        assert k < sensitivity.PARETO_K_THRESHOLD
+        w, k = power_scaling.power_scaling_weights(idata, a, "prior")
+        assert k < power_scaling.PARETO_K_THRESHOLD
         truth, _ = _niw_posterior_mean(bg.power_scale(prior, a), X)
         means = post["means"].values[:, :, 0, :]  # (chain, draw, d)
         estimate = np.einsum("cd,cdj->j", w, means)
@@ -159,8 +159,9 @@ def test_reweighted_posterior_equals_the_analytic_power_scaled_posterior(conflic
 @pytest.mark.slow
 def test_conflict_is_flagged_and_a_weak_prior_is_not(conflict):
     X, prior, fit, idata = conflict
-    table = bg.sensitivity_report(fit, idata, X)
-    means = table.loc[["means[0, x0]", "means[0, x1]"]]
+    report = bg.sensitivity_report(fit, idata, X)
+    assert "prior-data conflict" in report.summary()
+    means = report.table.loc[["means[0, x0]", "means[0, x1]"]]
     assert (means["verdict"] == "potential prior-data conflict").all()
     assert means["reliable"].all()
 
@@ -170,7 +171,7 @@ def test_conflict_is_flagged_and_a_weak_prior_is_not(conflict):
                                      chains=2, random_seed=5, progressbar=False)
     weak_table = bg.mcmc_sensitivity(weak_idata, weak_fit)
     assert (weak_table.loc[["means[0, x0]", "means[0, x1]"], "prior"]
-            < sensitivity.SENSITIVITY_THRESHOLD).all()
+            < power_scaling.SENSITIVITY_THRESHOLD).all()
 
 
 def test_sweep_plots_render(sweeps):

@@ -99,7 +99,7 @@ def test_demo_numbers_equal_the_python_api(demo, api):
         np.testing.assert_array_equal(saved_sweep[var].values, sweep[var].values)
     saved_sweep.close()
 
-    sens = bg.sensitivity_report(fit, idata, X)
+    sens = bg.sensitivity_report(fit, idata, X).table
     saved_sens = pd.read_csv(demo / "sensitivity" / "power_scaling.csv", index_col=0)
     numeric = sens.select_dtypes("number").columns
     pd.testing.assert_frame_equal(saved_sens[numeric], sens[numeric], check_exact=False,
