@@ -1,9 +1,10 @@
 """The one place that decides per covariance structure.
 
 Every structure-specific fact of the package is a pure function or a value in one row of
-:data:`STRUCTURES` — its shapes and dims, its Cholesky factor and E-step kernels, which of its
+:data:`STRUCTURES` — its shapes and dims, its Cholesky factor, the compiled kernel family that
+runs its E-pass and M-step and how its covariances map to that family's layout, which of its
 parameters are shared across components, its prior (the blocks, their sizes and the allowed and
-default scales), its M-step, its unconstrained parametrisation and the PyMC distribution of its
+default scales), its unconstrained parametrisation and the PyMC distribution of its
 covariances.  The EM loop, the prior density, the PyMC model and the command line look the
 structure up here instead of branching on its name, so adding a structure is one row plus its
 contract test (``tests/test_covariance.py``).  Shapes, with K components and d features:
@@ -19,9 +20,11 @@ spherical     (K,)            (K,) standard deviations   K blocks of 1 × 1
 
 A one-dimensional inverse-Wishart IW(ν0, ψ) is the inverse-gamma IG(ν0/2, ψ/2), so every prior on
 covariances is a product of inverse-Wisharts over the blocks of the table (``docs/derivation.md``
-§4), and one M-step formula (4.4) serves every row.  The E-step works in *whitened* coordinates
-y = L_k⁻¹ (x − μ_k); the sufficient statistics it accumulates there are mapped back to data space
-by :attr:`CovarianceStructure.unwhiten` and :attr:`CovarianceStructure.scatter`.
+§4), and one M-step formula (4.4) serves every row.  The E-pass and M-step run in one of two
+compiled kernel families (:mod:`bayesgmm._kernels`): ``dense`` (K, d, d) covariances through
+their inverse Cholesky factors, or ``diagonal`` (K, d) variances; a row says which, how its
+covariances map to that layout, and which variances it shares (``per_component``,
+``isotropic``).
 """
 
 from __future__ import annotations
@@ -30,8 +33,6 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy.linalg import solve_triangular
-from scipy.linalg.blas import dsyrk, dtrsm
 
 from ._validation import check_symmetric
 
@@ -68,37 +69,24 @@ class CovarianceStructure:
     expand : callable (covariances, K, d) -> (K, d, d)
         Dense covariance matrices; written with broadcasting only, so it serves numpy arrays
         and PyTensor tensors alike.
-
     factor : callable (covariances,) -> factor
-        Cholesky factor (lower) or standard deviations; raises :class:`SingularCovarianceError`.
-    log_det : callable (factor, K, d) -> (K,)
-        log det Σ_k per component.
-    whiten : callable (X (n, d), means (K, d), factor, out (K, n, d)) -> out
-        y_nk = L_k⁻¹ (x_n − μ_k), written into ``out``.
-    mahalanobis : callable (Z (n, d), means (K, d), factor, scratch (K, n, d)) -> (maha, cache)
-        ‖L_k⁻¹ (z_n − μ_k)‖², shape (n, K), and what ``accumulate`` reuses for the chunk.
-    accumulate : callable (Z, cache, R (n, K)) -> (A1, A2)
-        Per-chunk weighted sums: whitened Σ r y and Σ r y yᵀ (full, tied), or the raw Σ r z and
-        Σ r z² (diag; spherical: Σ r ‖z‖²) that ``finish`` centres after the pass.
-    finish : callable (n_k, A1, A2, means, factor) -> (s1 (K, d), moment)
-        The pass totals as whitened statistics about μ_k: s1 = Σ r y and the moment Σ r y yᵀ,
-        reduced to (K, d, d) full/tied, (K, d) diag, (K,) spherical.
-    unwhiten : callable (factor, V (K, d)) -> (K, d)
-        v ↦ L_k v.
-    scatter : callable (factor, M, s1 (K, d), n_k (K,)) -> per-component scatter
-        W_k = L_k (M_k − s1_k s1_kᵀ / N_k) L_kᵀ, reduced like ``moment``.
-    reduce : callable (outer (K, d, d)) -> like ``moment``
-        Reduces per-component d × d matrices to the structure's statistics.
+        Cholesky factor (lower) or standard deviations, in the structure's shape; raises
+        :class:`SingularCovarianceError`.
 
-    combine : callable (per-component statistic) -> blocks-shaped statistic
-        Sums what is shared (tied: over components); identity otherwise.
+    kernel : {"dense", "diagonal"}
+        The compiled kernel family of the E-pass and the M-step.
+    isotropic : bool
+        (diagonal kernels) one variance serves all d coordinates of a component.
+    to_kernel : callable (covariances, K, d) -> (K, d, d) dense | (K, d) diagonal
+        The covariances in the kernel's layout (a copy per component where shared).
+    from_kernel : callable (kernel covariances, K, d) -> covariances
+        Back to the structure's own shape.
+
     blocks : callable (array of the covariances' shape,) -> (B, b, b)
         The inverse-Wishart blocks; applied to Ψ0 broadcast to that shape, the blocks' scales.
     from_blocks : callable ((B, b, b), K, d) -> covariances
     block_size : callable (d,) -> int
         b, the size of each inverse-Wishart block (d, or 1 for variances).
-    block_counts : callable (n_k (K,), d) -> (B,)
-        Data count entering each block's mode (N_k, N, N_k per coordinate, d·N_k).
     mean_multiplicity : callable (K, d) -> int
         How many mean priors N(μ_k | m0, Σ_k/κ0) contain one block's variance.
     scale_shapes : callable (d,) -> tuple of shapes
@@ -124,19 +112,13 @@ class CovarianceStructure:
     identity: Callable
     expand: Callable
     factor: Callable
-    log_det: Callable
-    whiten: Callable
-    mahalanobis: Callable
-    accumulate: Callable
-    finish: Callable
-    unwhiten: Callable
-    scatter: Callable
-    reduce: Callable
-    combine: Callable
+    kernel: str
+    isotropic: bool
+    to_kernel: Callable
+    from_kernel: Callable
     blocks: Callable
     from_blocks: Callable
     block_size: Callable
-    block_counts: Callable
     mean_multiplicity: Callable
     scale_shapes: Callable
     default_scale: Callable
@@ -152,23 +134,6 @@ class CovarianceStructure:
     def min_dof(self, d: int) -> int:
         """ν0 must exceed b − 1 for a proper inverse-Wishart on b × b blocks."""
         return self.block_size(d) - 1
-
-    def mode(self, B, n_k: np.ndarray, prior, K: int, d: int) -> np.ndarray:
-        """The covariances of the joint posterior mode given the scatter B_k (eq. 4.3),
-        reduced like ``moment``, for the prior ``prior`` (eq. 4.4):
-
-            Σ-block = (Ψ0 + B) / (ν0 + b + 1 + n_block + δ m).
-        """
-        delta = 1.0 if prior.shrinkage > 0 else 0.0
-        denom = (prior.dof + self.block_size(d) + 1 + self.block_counts(n_k, d)
-                 + delta * self.mean_multiplicity(K, d))
-        covs = (prior.block_scales(K) + self.combine(B)) / denom[:, None, None]
-        return self.from_blocks(covs, K, d)
-
-    def maximum_likelihood(self, W, n_k: np.ndarray, K: int, d: int) -> np.ndarray:
-        """The maximum-likelihood covariances given the scatter W_k about x̄_k (eq. 2.8)."""
-        counts = self.block_counts(n_k, d)
-        return self.from_blocks(self.combine(W) / counts[:, None, None], K, d)
 
 
 # ----------------------------------------------------------------------------- factors
@@ -204,144 +169,6 @@ def _sd(variances: np.ndarray) -> np.ndarray:
         k = int(np.argwhere(bad)[0][0])
         raise SingularCovarianceError(k, _singular_message(k) + " (a variance is not positive)")
     return np.sqrt(variances)
-
-
-def _diag_log_det(lower: np.ndarray) -> np.ndarray:
-    """log det Σ = 2 Σ_j log L_jj (Cholesky), batched over leading axes."""
-    return 2.0 * np.log(np.diagonal(lower, axis1=-2, axis2=-1)).sum(-1)
-
-
-# ----------------------------------------------------------------------------- whitening
-def _solve_lower_inplace(lower: np.ndarray, rows: np.ndarray) -> None:
-    """rows ← rows L⁻ᵀ, i.e. y_n = L⁻¹ x_n for each row, in place (BLAS trsm, no inverse).
-
-    ``rows`` is a C-contiguous (n, d) block, so ``rows.T`` is the F-ordered (d, n) right-hand
-    side that trsm overwrites.
-    """
-    dtrsm(1.0, lower, rows.T, lower=1, overwrite_b=1)
-
-
-def _whiten_full(X, means, lower, out):
-    for k in range(len(means)):
-        np.subtract(X, means[k], out=out[k])
-        _solve_lower_inplace(lower[k], out[k])
-    return out
-
-
-def _whiten_tied(X, means, lower, out):
-    # L⁻¹(x − μ_k) = L⁻¹x − L⁻¹μ_k: one triangular solve for the chunk
-    np.copyto(out[0], X)
-    _solve_lower_inplace(lower, out[0])
-    shifts = solve_triangular(lower, means.T, lower=True, check_finite=False).T
-    for k in range(len(means) - 1, -1, -1):
-        np.subtract(out[0], shifts[k], out=out[k])
-    return out
-
-
-def _whiten_scaled(X, means, sd, out):
-    sd = sd if sd.ndim == 2 else sd[:, None]
-    np.subtract(X[None, :, :], means[:, None, :], out=out)
-    out /= sd[:, None, :]
-    return out
-
-
-# ----------------------------------------------------------------------------- chunk passes
-def _mahalanobis_whitened(whiten):
-    """Full/tied: whiten the chunk, keep Y (K, n, d) for the moments."""
-    def mahalanobis(Z, means, factor, scratch):
-        Y = whiten(Z, means, factor, scratch)
-        return np.einsum("knd,knd->nk", Y, Y), Y
-    return mahalanobis
-
-
-def _accumulate_whitened(Z, Y, R):
-    s1 = np.matmul(R.T[:, None, :], Y)[:, 0, :]
-    K, _, d = Y.shape
-    moment = np.empty((K, d, d))
-    for k in range(K):
-        # Σ_n r_nk y yᵀ as one rank-n update (syrk: half a GEMM's flops) of √r-scaled rows,
-        # in place: Y is not needed after this chunk
-        Y[k] *= np.sqrt(R[:, k])[:, None]
-        upper = dsyrk(1.0, Y[k].T, lower=0)
-        moment[k] = np.triu(upper) + np.triu(upper, 1).T
-    return s1, moment
-
-
-def _mahalanobis_diag(Z, means, sd, scratch):
-    # Σ_j (z_j − μ_kj)² / σ²_kj = z² · P − 2 z · (μ P) + μ² · P, as two GEMMs (P = 1/σ²)
-    precision = 1.0 / np.square(sd)
-    Z2 = np.square(Z, out=scratch[0])
-    maha = Z2 @ precision.T
-    maha -= 2.0 * (Z @ (means * precision).T)
-    maha += (np.square(means) * precision).sum(1)
-    return maha, Z2
-
-
-def _mahalanobis_spherical(Z, means, sd, scratch):
-    precision = 1.0 / np.square(sd)
-    z2 = np.einsum("nd,nd->n", Z, Z)
-    maha = np.multiply.outer(z2, precision)
-    maha -= 2.0 * (Z @ means.T) * precision
-    maha += np.einsum("kd,kd->k", means, means) * precision
-    return maha, z2
-
-
-def _accumulate_raw(Z, Z2, R):
-    return R.T @ Z, R.T @ Z2
-
-
-def _finish_whitened(n_k, A1, A2, means, factor):
-    return A1, A2
-
-
-def _finish_diag(n_k, A1, A2, means, sd):
-    # Σ r (z − μ)² = Σ r z² − 2 μ Σ r z + N μ²; whitened by σ
-    s1 = (A1 - n_k[:, None] * means) / sd
-    moment = (A2 - 2.0 * means * A1 + n_k[:, None] * np.square(means)) / np.square(sd)
-    return s1, moment
-
-
-def _finish_spherical(n_k, A1, A2, means, sd):
-    s1 = (A1 - n_k[:, None] * means) / sd[:, None]
-    moment = (A2 - 2.0 * np.einsum("kd,kd->k", means, A1)
-              + n_k * np.einsum("kd,kd->k", means, means)) / np.square(sd)
-    return s1, moment
-
-
-def _unwhiten_full(lower, V):
-    return np.einsum("kij,kj->ki", lower, V)
-
-
-def _unwhiten_tied(lower, V):
-    return V @ lower.T
-
-
-def _unwhiten_scaled(sd, V):
-    return V * (sd if sd.ndim == 2 else sd[:, None])
-
-
-def _centered(M, s1, n_k, outer):
-    """M − s1 s1ᵀ / N_k (whitened scatter about x̄_k; 0 for an empty component)."""
-    inv = np.divide(1.0, n_k, out=np.zeros_like(n_k), where=n_k > 0)
-    return M - outer(s1, s1) * (inv.reshape((-1,) + (1,) * (M.ndim - 1)))
-
-
-def _scatter_full(lower, M, s1, n_k):
-    C = _centered(M, s1, n_k, lambda a, b: a[:, :, None] * b[:, None, :])
-    return lower @ C @ lower.transpose(0, 2, 1)
-
-
-def _scatter_tied(lower, M, s1, n_k):
-    C = _centered(M, s1, n_k, lambda a, b: a[:, :, None] * b[:, None, :])
-    return lower @ C @ lower.T
-
-
-def _scatter_diag(sd, M, s1, n_k):
-    return sd**2 * _centered(M, s1, n_k, np.multiply)
-
-
-def _scatter_spherical(sd, M, s1, n_k):
-    return sd**2 * _centered(M, s1, n_k, lambda a, b: (a * b).sum(-1))
 
 
 # ----------------------------------------------------------------------------- parametrisation
@@ -384,25 +211,19 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         shape=lambda K, d: (K, d, d),
         n_parameters=lambda K, d: K * d * (d + 1) // 2,
         identity=lambda K, d: np.array(np.broadcast_to(np.eye(d), (K, d, d))),
+        expand=lambda c, K, d: c,
         factor=lambda c: _cholesky_stack(c, list(range(len(c)))),
-        log_det=lambda L, K, d: _diag_log_det(L),
-        whiten=_whiten_full,
-        mahalanobis=_mahalanobis_whitened(_whiten_full),
-        accumulate=_accumulate_whitened,
-        finish=_finish_whitened,
-        unwhiten=_unwhiten_full,
-        scatter=_scatter_full,
-        reduce=lambda outer: outer,
-        combine=lambda per_component: per_component,
+        kernel="dense",
+        isotropic=False,
+        to_kernel=lambda c, K, d: c,
+        from_kernel=lambda kc, K, d: kc,
         blocks=lambda c: c,
         from_blocks=lambda b, K, d: b,
         block_size=lambda d: d,
-        block_counts=lambda n_k, d: n_k,
         mean_multiplicity=lambda K, d: 1,
         scale_shapes=lambda d: ((d, d),),
         default_scale=lambda cov, style: cov,
         pymc_distribution="InverseWishart",
-        expand=lambda c, K, d: c,
         to_unconstrained=_log_cholesky,
         from_unconstrained=lambda z, K, d: _from_log_cholesky(z, K, d),
     ),
@@ -413,25 +234,19 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         shape=lambda K, d: (d, d),
         n_parameters=lambda K, d: d * (d + 1) // 2,
         identity=lambda K, d: np.eye(d),
+        expand=lambda c, K, d: c[None] * np.ones((K, 1, 1)),
         factor=lambda c: _cholesky_stack(c[None], [None])[0],
-        log_det=lambda L, K, d: np.full(K, _diag_log_det(L)),
-        whiten=_whiten_tied,
-        mahalanobis=_mahalanobis_whitened(_whiten_tied),
-        accumulate=_accumulate_whitened,
-        finish=_finish_whitened,
-        unwhiten=_unwhiten_tied,
-        scatter=_scatter_tied,
-        reduce=lambda outer: outer,
-        combine=lambda per_component: per_component.sum(0, keepdims=True),
+        kernel="dense",
+        isotropic=False,
+        to_kernel=lambda c, K, d: np.repeat(c[None], K, axis=0),
+        from_kernel=lambda kc, K, d: kc[0],
         blocks=lambda c: c[None],
         from_blocks=lambda b, K, d: b[0],
         block_size=lambda d: d,
-        block_counts=lambda n_k, d: np.atleast_1d(n_k.sum()),
         mean_multiplicity=lambda K, d: K,
         scale_shapes=lambda d: ((d, d),),
         default_scale=lambda cov, style: cov,
         pymc_distribution="InverseWishart",
-        expand=lambda c, K, d: c[None] * np.ones((K, 1, 1)),
         to_unconstrained=_log_cholesky,
         from_unconstrained=lambda z, K, d: _from_log_cholesky(z, 1, d)[0],
     ),
@@ -442,25 +257,19 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         shape=lambda K, d: (K, d),
         n_parameters=lambda K, d: K * d,
         identity=lambda K, d: np.ones((K, d)),
+        expand=lambda c, K, d: c[:, :, None] * np.eye(d),
         factor=_sd,
-        log_det=lambda sd, K, d: 2.0 * np.log(sd).sum(-1),
-        whiten=_whiten_scaled,
-        mahalanobis=_mahalanobis_diag,
-        accumulate=_accumulate_raw,
-        finish=_finish_diag,
-        unwhiten=_unwhiten_scaled,
-        scatter=_scatter_diag,
-        reduce=lambda outer: np.diagonal(outer, axis1=-2, axis2=-1),
-        combine=lambda per_component: per_component.reshape(-1, 1, 1),
+        kernel="diagonal",
+        isotropic=False,
+        to_kernel=lambda c, K, d: c,
+        from_kernel=lambda kc, K, d: kc,
         blocks=lambda c: c.reshape(-1, 1, 1),
         from_blocks=lambda b, K, d: b.reshape(K, d),
         block_size=lambda d: 1,
-        block_counts=lambda n_k, d: np.repeat(n_k, d),
         mean_multiplicity=lambda K, d: 1,
         scale_shapes=lambda d: ((d,), ()),
         default_scale=_diag_scale,
         pymc_distribution="InverseGamma",
-        expand=lambda c, K, d: c[:, :, None] * np.eye(d),
         to_unconstrained=lambda c: np.log(c).reshape(-1),
         from_unconstrained=lambda z, K, d: np.exp(np.asarray(z, dtype=float)).reshape(K, d),
     ),
@@ -471,25 +280,19 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         shape=lambda K, d: (K,),
         n_parameters=lambda K, d: K,
         identity=lambda K, d: np.ones(K),
+        expand=lambda c, K, d: c[:, None, None] * np.eye(d),
         factor=_sd,
-        log_det=lambda sd, K, d: 2.0 * d * np.log(sd),
-        whiten=_whiten_scaled,
-        mahalanobis=_mahalanobis_spherical,
-        accumulate=_accumulate_raw,
-        finish=_finish_spherical,
-        unwhiten=_unwhiten_scaled,
-        scatter=_scatter_spherical,
-        reduce=lambda outer: np.trace(outer, axis1=-2, axis2=-1),
-        combine=lambda per_component: per_component.reshape(-1, 1, 1),
+        kernel="diagonal",
+        isotropic=True,
+        to_kernel=lambda c, K, d: np.repeat(c[:, None], d, axis=1),
+        from_kernel=lambda kc, K, d: kc[:, 0],
         blocks=lambda c: c.reshape(-1, 1, 1),
         from_blocks=lambda b, K, d: b.reshape(K),
         block_size=lambda d: 1,
-        block_counts=lambda n_k, d: d * n_k,
         mean_multiplicity=lambda K, d: d,
         scale_shapes=lambda d: ((),),
         default_scale=_mean_variance,
         pymc_distribution="InverseGamma",
-        expand=lambda c, K, d: c[:, None, None] * np.eye(d),
         to_unconstrained=lambda c: np.log(c).reshape(-1),
         from_unconstrained=lambda z, K, d: np.exp(np.asarray(z, dtype=float)).reshape(K),
     ),

@@ -1,15 +1,20 @@
-"""The E-pass: a mixture evaluated over row chunks of X in working coordinates.
+"""The EM map of one fit: the fused E-pass, the M-step and the log posterior, in working coordinates.
 
-One pass fuses the E-step (responsibilities through Cholesky factors and log-sum-exp) with the
-accumulation of the M-step's sufficient statistics, so no (N, K)-sized temporary is ever formed.
-It runs in working coordinates (:class:`Coordinates`): the data centred and divided by a power of
-two near their spread, sample weights divided by a power of two near their largest.  Equations
-are numbered as in ``docs/derivation.md``.
+An :class:`Engine` holds what one fit needs — X, the sample weights, the covariance structure, the
+working coordinates and the working prior — and evaluates the EM map F(θ) with the compiled
+kernels of :mod:`bayesgmm._kernels`.  Parameters live in *kernel layout* while EM runs
+(:class:`State`: dense (K, d, d) covariances with their Cholesky factors and inverses, or (K, d)
+variances with their standard deviations) and return to the structure's own shapes at the end.
+
+Working coordinates (:class:`Coordinates`): the data centred and divided by a power of two near
+their spread, sample weights divided by a power of two near their largest.  A fit is
+equivariant under that change, so the result is the same in the user's units, at any finite
+magnitude, and only log densities gain the change-of-variables constants.
 """
 
 from __future__ import annotations
 
-import threading
+import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -17,16 +22,23 @@ from typing import NamedTuple
 import numpy as np
 
 from ._validation import check_magnitude, column_moments, power_of_two
-from .covariance import CovarianceStructure, get_structure
+from .covariance import CovarianceStructure, SingularCovarianceError, get_structure
 from .priors import GMMPrior
 
-__all__ = ["MixtureParams", "Coordinates", "working_coordinates", "model_coordinates",
-           "EPass", "Stats", "joint_log_density"]
+__all__ = ["MixtureParams", "Coordinates", "working_coordinates", "model_coordinates", "State",
+           "Stats", "Engine", "joint_log_density"]
 
-_LOG_2PI = np.log(2.0 * np.pi)
-#: Scratch values per chunk (K · rows · d): the working set stays near the cache (DESIGN §7;
-#: the chunk size was chosen with benchmarks/em_vs_sklearn.py).
-_CHUNK_VALUES = 2**18
+_LOG_2PI = math.log(2.0 * math.pi)
+#: values per chunk of the E-pass (K · rows · d): the working set stays near the cache
+#: (DESIGN §7; the size was chosen with benchmarks/em_vs_sklearn.py)
+_CHUNK_VALUES = 2**16
+
+
+def _kernels():
+    """The compiled kernels (Numba is imported on first use, not by ``import bayesgmm``)."""
+    from . import _kernels
+
+    return _kernels
 
 
 class MixtureParams(NamedTuple):
@@ -37,6 +49,7 @@ class MixtureParams(NamedTuple):
     covariances: np.ndarray
 
 
+# ============================================================================ coordinates
 @dataclass(frozen=True)
 class Coordinates:
     """The working coordinates of a fit: z = (x − center) / scale, weights w / weight_scale.
@@ -98,123 +111,228 @@ def model_coordinates(params: MixtureParams, structure: CovarianceStructure) -> 
                        power_of_two(spread) if spread > 0 else 1.0)
 
 
-@dataclass(frozen=True)
-class Stats:
-    """Sufficient statistics of one pass, in whitened coordinates of the current components,
-    with the pass's (divided) sample weights."""
+# ============================================================================ kernel layout
+class State(NamedTuple):
+    """Parameters in kernel layout with their factorisation.
+
+    dense: covs (K, d, d), factor L_k (lower Cholesky), inv_factor U_k = L_k⁻¹;
+    diagonal: covs (K, d) variances, factor σ_kj, inv_factor 1/σ_kj.
+    """
+
+    weights: np.ndarray
+    means: np.ndarray
+    covs: np.ndarray
+    factor: np.ndarray
+    inv_factor: np.ndarray
+    log_det: np.ndarray  # (K,)
+
+
+class Stats(NamedTuple):
+    """One E-pass's sufficient statistics (weights divided by the weight scale), whitened about
+    the pass's means: N_k (3.1), s1 = Σ w r y (3.2), moment = Σ w r y yᵀ (dense, (K, d, d)) or
+    Σ w r y² (diagonal, (K, d)) (3.3)."""
 
     log_likelihood: float
-    n_k: np.ndarray  # (K,)   N_k = Σ_n w_n r_nk                     (eq. 3.1)
-    s1: np.ndarray  # (K, d) Σ_n w_n r_nk y_nk,  y = L_k⁻¹(z − μ_k)  (eq. 3.2)
-    moment: np.ndarray  # structure-reduced Σ_n w_n r_nk y_nk y_nkᵀ  (eq. 3.3)
+    n_k: np.ndarray
+    s1: np.ndarray
+    moment: np.ndarray
 
 
-class EPass:
-    """Row-chunked evaluation of a mixture over X in working coordinates, optionally on a small
-    thread pool.  Each chunk is mapped to z = (x − center) / scale as it is read (X itself is
-    neither copied nor changed)."""
+class KernelPrior(NamedTuple):
+    """The working prior's hyperparameters in kernel layout."""
+
+    alpha: np.ndarray  # (K,)
+    shrinkage: float
+    mean: np.ndarray  # (d,)
+    dof: float
+    scale: np.ndarray  # dense (K, d, d) | diagonal (K, d)
+    scale_factor: np.ndarray  # dense: Cholesky factors of scale; diagonal: unused
+    scale_log_det: np.ndarray  # (K,)
+
+
+def _kernel_prior(prior: GMMPrior, structure: CovarianceStructure, K: int, d: int):
+    scale = structure.to_kernel(np.broadcast_to(prior.scale, structure.shape(K, d)), K, d)
+    scale = np.ascontiguousarray(scale, dtype=float)
+    if structure.kernel == "dense":
+        chol = np.linalg.cholesky(scale)
+        log_det = 2.0 * np.log(np.diagonal(chol, axis1=-2, axis2=-1)).sum(-1)
+    else:
+        chol, log_det = np.zeros((K, d, d)), np.zeros(K)
+    return KernelPrior(np.ascontiguousarray(prior.concentration_for(K), dtype=float),
+                       float(prior.shrinkage), np.ascontiguousarray(prior.mean, dtype=float),
+                       float(prior.dof), scale, np.ascontiguousarray(chol), log_det)
+
+
+_NO_PRIOR_CACHE: dict = {}
+
+
+def _no_prior(K: int, d: int, kernel: str) -> KernelPrior:
+    """Placeholder arrays for the kernels' prior arguments when there is no prior."""
+    key = (K, d, kernel)
+    if key not in _NO_PRIOR_CACHE:
+        shape = (K, d, d) if kernel == "dense" else (K, d)
+        _NO_PRIOR_CACHE[key] = KernelPrior(np.ones(K), 0.0, np.zeros(d), 0.0, np.zeros(shape),
+                                           np.zeros((K, d, d)), np.zeros(K))
+    return _NO_PRIOR_CACHE[key]
+
+
+# ============================================================================ the engine
+class Engine:
+    """The EM map F of one fit, and the log posterior, in working coordinates.
+
+    Parameters
+    ----------
+    X : (N, d) float64, C-ordered (read in chunks, never copied)
+    sample_weight : (N,) or None
+    structure : CovarianceStructure
+    n_components : int
+    coords : Coordinates
+    prior : GMMPrior or None
+        In working coordinates (:meth:`GMMPrior.rescaled`).
+    n_threads : int
+        Row blocks processed on this many threads (the kernels release the GIL).
+    """
 
     def __init__(self, X, sample_weight, structure: CovarianceStructure, n_components: int,
-                 coords: Coordinates, n_threads: int = 1, chunk_rows: int | None = None):
-        self.X, self.structure, self.coords = X, structure, coords
-        self.w = None if sample_weight is None else sample_weight / coords.weight_scale
-        n, d = X.shape
-        K = n_components
-        rows = chunk_rows or max(64, _CHUNK_VALUES // (K * (d + 2)))
-        self.bounds = [(a, min(a + rows, n)) for a in range(0, n, rows)]
-        self.rows, self.K, self.d = min(rows, n), K, d
-        self.n_threads = min(n_threads, len(self.bounds))
+                 coords: Coordinates, prior: GMMPrior | None = None, n_threads: int = 1,
+                 chunk_rows: int | None = None):
+        self.X, self.structure, self.coords, self.prior = X, structure, coords, prior
+        self.K = K = n_components
+        self.n, self.d = X.shape
+        self.w = (np.empty(0) if sample_weight is None
+                  else np.ascontiguousarray(sample_weight / coords.weight_scale))
+        self.omega = coords.weight_scale
+        self.rows = chunk_rows or max(16, _CHUNK_VALUES // (K * (self.d + 2)))
+        self.n_threads = max(1, min(n_threads, self.n // self.rows))
+        self.center = np.ascontiguousarray(coords.center, dtype=float)
         self.inv_scale = 1.0 / coords.scale
-        self._local = threading.local()
+        self.dense = structure.kernel == "dense"
+        self.kprior = (_kernel_prior(prior, structure, K, self.d) if prior is not None
+                       else _no_prior(K, self.d, structure.kernel))
+        self.k = _kernels()
+        self._empty_lp = np.empty((0, K))
+        self._empty_r = np.empty((0, K))
 
-    def _scratch(self, n: int):
-        """Per-thread buffers: the working chunk (n, d) and the (K, n, d) work array."""
-        local = self._local
-        if getattr(local, "work", None) is None:
-            local.work = np.empty((self.K, self.rows, self.d))
-            local.chunk = np.empty((self.rows, self.d))
-        return local.chunk[:n], local.work[:, :n]
+    # ------------------------------------------------------------------ layouts
+    def state(self, weights, means, covs) -> State:
+        """Factor kernel-layout covariances; raises :class:`SingularCovarianceError`."""
+        factor = self.k.factor_dense if self.dense else self.k.factor_diagonal
+        L, U, log_det, bad = factor(covs)
+        if bad >= 0:
+            component = int(bad) if self.structure.per_component else None
+            which = ("the tied covariance" if component is None
+                     else f"the covariance of component {component}")
+            raise SingularCovarianceError(component, f"{which} is singular or not positive "
+                                                     "definite")
+        return State(weights, means, covs, L, U, log_det)
 
-    def _map(self, fn):
-        """fn(a, b) over the chunks, yielded in chunk order (so reductions are deterministic)."""
-        if self.n_threads <= 1:
-            yield from (fn(a, b) for a, b in self.bounds)
-            return
-        with ThreadPoolExecutor(self.n_threads) as pool:
-            yield from pool.map(lambda ab: fn(*ab), self.bounds)
+    def from_params(self, params: MixtureParams) -> State:
+        covs = np.ascontiguousarray(self.structure.to_kernel(
+            np.asarray(params.covariances, dtype=float), self.K, self.d), dtype=float)
+        return self.state(np.ascontiguousarray(params.weights, dtype=float),
+                          np.ascontiguousarray(params.means, dtype=float), covs)
 
-    def working_rows(self, a: int, b: int, out: np.ndarray) -> np.ndarray:
-        np.subtract(self.X[a:b], self.coords.center, out=out)
-        out *= self.inv_scale  # a power of two: exact
-        return out
+    def pack(self, state: State) -> np.ndarray:
+        """θ as an unconstrained vector (log π_k, μ_k, log-Cholesky entries or log variances)."""
+        if self.dense:
+            return self.k.pack_dense(state.weights, state.means, state.factor)
+        return self.k.pack_diagonal(state.weights, state.means, state.covs)
 
-    def _log_prob(self, a, b, means, factor, offset):
-        """log π_k + log N(z_n | μ_k, Σ_k) for rows a:b, shape (n, K) (eq. 1.3), and the
-        structure's cache for :meth:`stats`."""
-        Z, work = self._scratch(b - a)
-        self.working_rows(a, b, Z)
-        maha, cache = self.structure.mahalanobis(Z, means, factor, work)
-        maha *= -0.5
-        maha += offset
-        return maha, Z, cache
+    def unpack(self, u: np.ndarray) -> State:
+        """The state of an unconstrained vector (raises if a covariance is not positive
+        definite after rounding)."""
+        unpack = self.k.unpack_dense if self.dense else self.k.unpack_diagonal
+        return self.state(*unpack(u, self.K, self.d))
 
-    def _offset(self, params: MixtureParams, factor) -> np.ndarray:
+    def params(self, state: State) -> MixtureParams:
+        return MixtureParams(state.weights, state.means,
+                             self.structure.from_kernel(state.covs, self.K, self.d))
+
+    # ------------------------------------------------------------------ the E-pass
+    def _offset(self, state: State) -> np.ndarray:
         """log π_k − ½ (d log 2π + log det Σ_k), shape (K,)."""
         with np.errstate(divide="ignore"):  # π_k = 0 is allowed (an emptied component)
-            log_weights = np.log(params.weights)
-        log_det = self.structure.log_det(factor, self.K, self.d)
-        return log_weights - 0.5 * (self.d * _LOG_2PI + log_det)
+            return np.log(state.weights) - 0.5 * (self.d * _LOG_2PI + state.log_det)
 
-    def stats(self, params: MixtureParams, factor, resp: np.ndarray | None = None) -> Stats:
-        """One fused E-pass: log-likelihood and sufficient statistics at ``params`` (working
-        coordinates).
+    def _pass(self, state: State, a: int, b: int, log_prob_out, resp):
+        kernel = self.k.estep_dense if self.dense else self.k.estep_diagonal
+        return kernel(self.X, a, b, self.center, self.inv_scale, self.w, state.means,
+                      state.inv_factor, self._offset(state), self.rows, log_prob_out, resp)
 
-        With ``resp`` (N, K) given, those responsibilities are used instead of the E-step's (the
-        M-step-first start); ``params.means``/``factor`` then only fix the whitening.
-        """
-        structure = self.structure
-        means = params.means
-        offset = self._offset(params, factor)
+    def estep(self, state: State, resp: np.ndarray | None = None) -> Stats:
+        """One fused E-pass: log-likelihood and whitened statistics at ``state``.  With ``resp``
+        (N, K) those responsibilities are used instead of the E-step's (the M-step-first start)."""
+        resp = self._empty_r if resp is None else np.ascontiguousarray(resp, dtype=float)
+        if self.n_threads == 1:
+            return Stats(*self._pass(state, 0, self.n, self._empty_lp, resp))
+        edges = np.linspace(0, self.n, self.n_threads + 1).astype(int)
+        with ThreadPoolExecutor(self.n_threads) as pool:
+            parts = list(pool.map(lambda ab: self._pass(state, *ab, self._empty_lp, resp),
+                                  zip(edges[:-1], edges[1:])))
+        return Stats(*(sum(p[i] for p in parts) for i in range(4)))  # in block order
 
-        def chunk(a, b):
-            log_prob, Z, cache = self._log_prob(a, b, means, factor, offset)
-            if resp is None:
-                # log-sum-exp, sharing its exponentials with the responsibilities
-                top = log_prob.max(axis=1, keepdims=True)
-                R = np.exp(log_prob - top, out=log_prob)
-                total = R.sum(axis=1, keepdims=True)
-                R /= total  # r_nk                                               (eq. 3.0)
-                log_norm = (top + np.log(total))[:, 0]  # log p(z_n)              (eq. 1.2)
-            else:
-                log_norm, R = np.zeros(b - a), np.array(resp[a:b], dtype=float)
-            if self.w is not None:
-                R *= self.w[a:b, None]
-                ll = float(self.w[a:b] @ log_norm)
-            else:
-                ll = float(log_norm.sum())
-            return (ll, R.sum(0)) + structure.accumulate(Z, cache, R)
+    def log_prob(self, state: State) -> np.ndarray:
+        """log π_k N(z_n | μ_k, Σ_k), shape (N, K), in working coordinates."""
+        out = np.empty((self.n, self.K))
+        self._pass(state, 0, self.n, out, self._empty_r)
+        return out
 
-        # a running sum: memory stays one chunk's statistics, however many chunks there are
-        totals = None
-        for part in self._map(chunk):
-            totals = part if totals is None else tuple(t + p for t, p in zip(totals, part))
-        ll, n_k, A1, A2 = totals
-        s1, moment = structure.finish(n_k, A1, A2, means, factor)
-        return Stats(ll, n_k, s1, moment)
+    # ------------------------------------------------------------------ the posterior
+    def log_prior(self, state: State) -> float:
+        p = self.kprior
+        if self.prior is None:
+            return 0.0
+        s = self.structure
+        if self.dense:
+            return self.k.log_prior_dense(state.weights, state.means, state.inv_factor,
+                                          state.log_det, p.alpha, p.shrinkage, p.mean, p.dof,
+                                          p.scale_factor, p.scale_log_det, not s.per_component)
+        return self.k.log_prior_diagonal(state.weights, state.means, state.covs, p.alpha,
+                                         p.shrinkage, p.mean, p.dof, p.scale,
+                                         not s.per_component, s.isotropic)
 
-    def weighted_sums(self, R: np.ndarray) -> np.ndarray:
-        """Σ_n w_n r_nk z_n, shape (K, d), for given responsibilities (chunked)."""
-        def chunk(a, b):
-            Z, _ = self._scratch(b - a)
-            Rc = R[a:b] if self.w is None else R[a:b] * self.w[a:b, None]
-            return Rc.T @ self.working_rows(a, b, Z)
-        return sum(self._map(chunk), np.zeros((self.K, self.d)))
+    def log_posterior(self, state: State, stats: Stats) -> float:
+        """ω · log p(Z | θ') + log p'(θ'): the working log posterior (log likelihood alone
+        without a prior)."""
+        return self.omega * stats.log_likelihood + self.log_prior(state)
 
-    def log_prob(self, params: MixtureParams, factor) -> np.ndarray:
-        """Joint log densities log π_k N(z_n | μ_k, Σ_k), shape (N, K), working coordinates."""
-        offset = self._offset(params, factor)
-        return np.concatenate(list(self._map(
-            lambda a, b: self._log_prob(a, b, params.means, factor, offset)[0].copy())))
+    # ------------------------------------------------------------------ the M-step
+    def m_step(self, stats: Stats, state: State) -> State:
+        """The joint posterior mode (or the ML estimate) given a pass's statistics."""
+        p, s = self.kprior, self.structure
+        has_prior = self.prior is not None
+        if not has_prior and np.any(stats.n_k <= 0):
+            k = int(np.flatnonzero(stats.n_k <= 0)[0])
+            raise SingularCovarianceError(k, f"component {k} has no data left")
+        if self.dense:
+            weights, means, covs = self.k.mstep_dense(
+                stats.n_k, stats.s1, stats.moment, self.omega, state.means, state.factor,
+                has_prior, p.alpha, p.shrinkage, p.mean, p.dof, p.scale, not s.per_component)
+        else:
+            weights, means, covs = self.k.mstep_diagonal(
+                stats.n_k, stats.s1, stats.moment, self.omega, state.means, state.factor,
+                has_prior, p.alpha, p.shrinkage, p.mean, p.dof, p.scale,
+                not s.per_component, s.isotropic)
+        return self.state(weights, means, covs)
+
+    def em_map(self, state: State) -> tuple[State, float, float]:
+        """F(θ), the log posterior at θ and the log-likelihood at θ (one E-pass, one M-step)."""
+        stats = self.estep(state)
+        log_post = self.log_posterior(state, stats)
+        return self.m_step(stats, state), log_post, self.omega * stats.log_likelihood
+
+    def start_from_responsibilities(self, resp: np.ndarray) -> State:
+        """The M-step-first start (mclust's ``me(z=)``): whiten about the responsibilities'
+        weighted means with unit covariances, then one M-step."""
+        R = resp if self.w.size == 0 else resp * self.w[:, None]
+        n_k = R.sum(0)
+        ident = self.from_params(MixtureParams(np.full(self.K, 1.0 / self.K),
+                                               np.zeros((self.K, self.d)),
+                                               self.structure.identity(self.K, self.d)))
+        first = self.estep(ident, resp)  # Σ w r z, about 0
+        means = first.s1 / np.where(n_k > 0, n_k, 1.0)[:, None]
+        pivot = ident._replace(means=np.ascontiguousarray(means))
+        return self.m_step(self.estep(pivot, resp), pivot)
 
 
 def joint_log_density(X: np.ndarray, params: MixtureParams, covariance: str) -> np.ndarray:
@@ -225,10 +343,9 @@ def joint_log_density(X: np.ndarray, params: MixtureParams, covariance: str) -> 
     """
     structure = get_structure(covariance)
     coords = model_coordinates(params, structure)
-    working = coords.to_working(params)
-    factor = structure.factor(working.covariances)
-    em_pass = EPass(X, None, structure, len(params.weights), coords)
+    K = len(params.weights)
+    engine = Engine(X, None, structure, K, coords)
     with np.errstate(over="ignore", invalid="ignore"):
-        out = em_pass.log_prob(working, factor)
+        out = engine.log_prob(engine.from_params(coords.to_working(params)))
     out += coords.log_density_offset(X.shape[1])
     return out

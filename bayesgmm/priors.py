@@ -229,27 +229,18 @@ class GMMPrior:
             factor = s.factor(covariances)
         except SingularCovarianceError:
             return -np.inf
-        return self.logpdf_factored(weights, means, factor)
-
-    def logpdf_factored(self, weights: np.ndarray, means: np.ndarray, factor: np.ndarray) -> float:
-        """:meth:`logpdf` given the structure's Cholesky ``factor`` of the covariances.
-
-        log p(π) = log Dirichlet(π | α)
-        log p(Σ) = Σ_blocks log IW(Σ_block | ν0, Ψ0_block)                 (derivation eq. 4.0)
-        log p(μ | Σ) = Σ_k log N(μ_k | m0, Σ_k / κ0)            (omitted for κ0 = 0, flat prior)
-        """
-        s = self._structure
-        K, d = means.shape
+        # log p(π) = log Dirichlet(π | α)
         lp = dirichlet_logpdf(weights, self.concentration_for(K))
+        # log p(Σ) = Σ_blocks log IW(Σ_block | ν0, Ψ0_block)                (derivation eq. 4.0)
         scale_factor = s.blocks(np.broadcast_to(self._scale_factor, s.shape(K, d)))
         lp += invwishart_logpdf(s.blocks(factor), self.dof, scale_factor).sum()
+        # log p(μ | Σ) = Σ_k log N(μ_k | m0, Σ_k / κ0)           (omitted for κ0 = 0, flat prior)
         if self.shrinkage > 0 and np.isfinite(lp):
-            y = s.whiten(self.mean[None, :], means, factor, np.empty((K, 1, d)))[:, 0, :]
-            lp += np.sum(
-                0.5 * d * (np.log(self.shrinkage) - _LOG_2PI)
-                - 0.5 * s.log_det(factor, K, d)
-                - 0.5 * self.shrinkage * np.einsum("kd,kd->k", y, y)
-            )
+            L = np.linalg.cholesky(s.expand(covariances, K, d))
+            y = np.linalg.solve(L, (means - self.mean)[:, :, None])[:, :, 0]
+            log_det = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
+            lp += np.sum(0.5 * d * (np.log(self.shrinkage) - _LOG_2PI) - 0.5 * log_det
+                         - 0.5 * self.shrinkage * np.einsum("kd,kd->k", y, y))
         return float(lp)
 
 

@@ -45,10 +45,11 @@ class MixtureFit:
         log p(X | θ̂) (sample-weighted if weights were given).
     log_posterior : float
         log p(X | θ̂) + log p(θ̂), both normalised; equals ``log_likelihood`` without a prior.
-    history : ndarray, shape (n_iter + 1,)
-        The log posterior at the start and after every M-step; never decreasing.
+    history : ndarray, shape (≤ n_iter + 1,)
+        The log posterior of every accepted iterate, from the start (one entry per M-step for
+        plain EM; one per SQUAREM cycle); never decreasing.
     n_iter : int
-        M-steps taken.
+        EM-map evaluations (E-pass and M-step) taken.
     converged : bool
     n_samples : float
         N (or the sum of sample weights).
@@ -386,9 +387,9 @@ def _fit_from_record(meta: dict, arrays: dict) -> MixtureFit:
     if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-9:
         raise ValueError(f"weights must be non-negative and sum to 1, got sum {weights.sum():.6g}")
     check_covariances(get_structure(covariance), values["covariances"], K, d, "covariances")
-    if history.shape != (n_iter + 1,):
-        raise ValueError(f"history must have n_iter + 1 = {n_iter + 1} entries, got shape "
-                         f"{history.shape}")
+    if history.ndim != 1 or not 1 <= history.size <= n_iter + 1:
+        raise ValueError(f"history must have between 1 and n_iter + 1 = {n_iter + 1} entries, "
+                         f"got shape {history.shape}")
     if history[-1] != log_posterior:
         raise ValueError(f"log_posterior {log_posterior!r} is not the last history entry "
                          f"{history[-1]!r}")

@@ -16,7 +16,7 @@ Schema (every table but ``[data]`` and ``[model]`` is optional)::
     [model]      n_components = 2 | [1, 2, 3, 4], covariance = "full", criterion = "bic"
     [prior]      style = "default" | "mclust" | "none", and overrides of shrinkage, dof,
                  scale (a multiplier on Ψ0), mean, concentration
-    [em]         init, n_init, tol, max_iter
+    [em]         init, n_init, tol, max_iter, acceleration
     [sampler]    draws, tune, chains, target_accept, noncentred_means, relabel, hdi_prob
     [sensitivity] grid = {axis = [values], ...}, power_scaling = true
 """
@@ -230,6 +230,14 @@ class EMSpec:
     n_init: int = _check(_integer(1), 5)
     tol: float = _check(_shared(check_tolerance, "tol"), 1e-10)
     max_iter: int = _check(_integer(1), 1000)
+    acceleration: str = _check(_choice("squarem", "none"), "squarem")
+
+    @property
+    def fit_options(self) -> dict:
+        """The keyword arguments of :func:`bayesgmm.fit_map` this table sets."""
+        return {"init": self.init, "n_init": self.n_init, "tol": self.tol,
+                "max_iter": self.max_iter,
+                "acceleration": None if self.acceleration == "none" else self.acceleration}
 
 
 @dataclass(frozen=True)

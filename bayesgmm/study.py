@@ -105,9 +105,8 @@ def _priors(spec: StudySpec, X) -> dict:
 
 # ---------------------------------------------------------------------- running
 def _fit(spec: StudySpec, X, K: int, prior) -> MixtureFit:
-    em = spec.em
-    return fit_map(X, K, spec.model.covariance, prior=prior, init=em.init, n_init=em.n_init,
-                   tol=em.tol, max_iter=em.max_iter, random_state=spec.seed)
+    return fit_map(X, K, spec.model.covariance, prior=prior, random_state=spec.seed,
+                   **spec.em.fit_options)
 
 
 def _select(spec: StudySpec, X, priors: dict) -> tuple[MixtureFit, pd.DataFrame | None]:

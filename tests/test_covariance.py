@@ -12,7 +12,7 @@ from scipy.optimize import minimize
 
 import bayesgmm as bg
 from bayesgmm.covariance import STRUCTURES, SingularCovarianceError
-from bayesgmm.estep import Coordinates, EPass, MixtureParams
+from bayesgmm.estep import Coordinates, Engine, MixtureParams
 from tests.conftest import blobs
 from tests.reference import component_log_densities, dense_covariances, log_prior
 
@@ -56,7 +56,6 @@ def test_shapes_dims_and_parametrisation(row, K, d):
     assert blocks.shape[1:] == (b, b)
     np.testing.assert_array_equal(row.from_blocks(blocks, K, d), covs)
     assert row.min_dof(d) == b - 1
-    assert row.block_counts(np.ones(K), d).shape == (blocks.shape[0],)
     cov = np.cov(blobs(seed=1, n=60, d=d).T).reshape(d, d)
     for style in ("default", "mclust"):
         assert np.shape(row.default_scale(cov, style)) in row.scale_shapes(d)
@@ -64,22 +63,24 @@ def test_shapes_dims_and_parametrisation(row, K, d):
     assert (row.pymc_distribution == "InverseWishart") == (b > 1 or row.matrix_valued)
 
 
-def test_factor_log_det_and_mahalanobis_against_numpy(row):
-    rng = np.random.default_rng(1)
+def test_kernel_layout_round_trips_and_factors(row):
     covs = random_covariances(row, K, D, seed=2)
     full = dense(row, covs, K, D)
-    factor = row.factor(covs)
-    np.testing.assert_allclose(row.log_det(factor, K, D), np.linalg.slogdet(full)[1],
-                               rtol=1e-12)
-    Z, means = rng.normal(size=(50, D)), rng.normal(size=(K, D))
-    maha, _ = row.mahalanobis(Z, means, factor, np.empty((K, 50, D)))
-    diff = Z[None] - means[:, None]
-    expected = np.einsum("knd,kde,kne->nk", diff, np.linalg.inv(full), diff)
-    np.testing.assert_allclose(maha, expected, rtol=1e-10)
-    y = row.whiten(Z, means, factor, np.empty((K, 50, D)))
-    np.testing.assert_allclose(np.einsum("knd,knd->nk", y, y), expected, rtol=1e-10)
-    np.testing.assert_allclose(row.unwhiten(factor, y[:, 0]), diff[:, 0], rtol=1e-10,
-                               atol=1e-12)
+    kc = np.asarray(row.to_kernel(covs, K, D))
+    assert kc.shape == ((K, D, D) if row.kernel == "dense" else (K, D))
+    np.testing.assert_array_equal(row.from_kernel(kc, K, D), covs)
+    expected = full if row.kernel == "dense" else np.diagonal(full, axis1=-2, axis2=-1)
+    np.testing.assert_array_equal(kc, expected)
+    engine = Engine(np.zeros((4, D)), None, row, K, Coordinates(np.zeros(D), 1.0))
+    state = engine.from_params(MixtureParams(np.full(K, 1 / K), np.zeros((K, D)), covs))
+    np.testing.assert_allclose(state.log_det, np.linalg.slogdet(full)[1], rtol=1e-12)
+    if row.kernel == "dense":  # U_k = L_k⁻¹ with L_k L_kᵀ = Σ_k
+        np.testing.assert_allclose(state.factor @ np.swapaxes(state.factor, -1, -2), full,
+                                   rtol=1e-12)
+        np.testing.assert_allclose(state.inv_factor @ state.factor,
+                                   np.broadcast_to(np.eye(D), (K, D, D)), atol=1e-12)
+    np.testing.assert_allclose(engine.unpack(engine.pack(state)).covs, state.covs, rtol=1e-12)
+    assert np.shape(row.factor(covs)) == np.shape(covs)
 
 
 def test_a_singular_covariance_is_named(row):
@@ -87,31 +88,48 @@ def test_a_singular_covariance_is_named(row):
     covs.reshape(-1)[0] = -1.0  # first variance negative: no longer positive definite
     with pytest.raises(SingularCovarianceError):
         row.factor(covs)
+    engine = Engine(np.zeros((4, D)), None, row, K, Coordinates(np.zeros(D), 1.0))
+    with pytest.raises(SingularCovarianceError, match="singular or not positive definite"):
+        engine.from_params(MixtureParams(np.full(K, 1 / K), np.zeros((K, D)), covs))
 
 
-def test_pass_statistics_equal_direct_sums(row):
-    """The fused chunk pass gives N_k and the scatter W_k of the responsibilities it computes."""
+@pytest.mark.parametrize("weighted", [False, True])
+def test_pass_statistics_equal_direct_sums(row, weighted):
+    """The compiled fused pass gives the log-likelihood, N_k, x̄_k and the scatter W_k of the
+    responsibilities it computes (here in 37-row chunks, with an offset and a power-of-two
+    scale), as direct sums over scipy's densities do."""
     rng = np.random.default_rng(3)
     X = blobs(seed=4, n=200, d=D)
+    w = rng.uniform(0.2, 3.0, len(X)) if weighted else None
     params = MixtureParams(rng.dirichlet(np.ones(K)), X[rng.choice(200, K)],
                            random_covariances(row, K, D, seed=5))
-    factor = row.factor(params.covariances)
-    coords = Coordinates(np.zeros(D), 1.0)
-    stats_ = EPass(X, None, row, K, coords, chunk_rows=37).stats(params, factor)
+    coords = Coordinates(X.mean(0), 4.0)
+    engine = Engine(X, w, row, K, coords, chunk_rows=37)
+    state = engine.from_params(coords.to_working(params))
+    stats_ = engine.estep(state)
     full = dense(row, params.covariances, K, D)
     log_joint = np.log(params.weights) + np.column_stack(
         [stats.multivariate_normal.logpdf(X, m, S) for m, S in zip(params.means, full)])
-    R = np.exp(log_joint - np.logaddexp.reduce(log_joint, axis=1, keepdims=True))
+    w_ = np.ones(len(X)) if w is None else w
+    R = np.exp(log_joint - np.logaddexp.reduce(log_joint, axis=1, keepdims=True)) * w_[:, None]
     n_k = R.sum(0)
     xbar = R.T @ X / n_k[:, None]
     W = np.einsum("nk,knd,kne->kde", R, X[None] - xbar[:, None], X[None] - xbar[:, None])
+    ll = w_ @ np.logaddexp.reduce(log_joint, axis=1) + w_.sum() * D * np.log(4.0)
     np.testing.assert_allclose(stats_.n_k, n_k, rtol=1e-12)
-    np.testing.assert_allclose(stats_.log_likelihood, np.logaddexp.reduce(log_joint, axis=1).sum(),
-                               rtol=1e-12)
-    got = row.scatter(factor, stats_.moment, stats_.s1, stats_.n_k)
-    np.testing.assert_allclose(got, row.reduce(W), rtol=1e-9)
-    np.testing.assert_allclose(params.means + row.unwhiten(factor, stats_.s1 / n_k[:, None]),
-                               xbar, rtol=1e-10)
+    assert stats_.log_likelihood == pytest.approx(ll, rel=1e-12)
+    L = state.factor if row.kernel == "dense" else state.factor[..., None] * np.eye(D)
+    s1 = np.einsum("kij,kj->ki", L, stats_.s1)  # back to data units: x̄ − μ = L s1 / N
+    moment = stats_.moment if row.kernel == "dense" else stats_.moment[..., None] * np.eye(D)
+    centred = moment - np.einsum("ki,kj->kij", stats_.s1, stats_.s1) / n_k[:, None, None]
+    scatter = 16.0 * L @ centred @ np.swapaxes(L, -1, -2)  # × scale²: data units
+    np.testing.assert_allclose(coords.center + 4.0 * (state.means + s1 / n_k[:, None]), xbar,
+                               rtol=1e-11)
+    if row.kernel == "dense":
+        np.testing.assert_allclose(scatter, W, rtol=1e-9)
+    else:  # diagonal kernels accumulate the diagonal of the scatter only
+        np.testing.assert_allclose(np.diagonal(scatter, axis1=-2, axis2=-1),
+                                   np.diagonal(W, axis1=-2, axis2=-1), rtol=1e-9)
 
 
 # ----------------------------------------------------------------------------- the prior
@@ -140,6 +158,12 @@ def test_prior_density_is_the_normalised_product_of_its_blocks(row):
     mean_part = sum(stats.multivariate_normal.logpdf(m, base.mean, S / base.shrinkage)
                     for m, S in zip(means, full))
     assert base.logpdf(weights, means, covs) == pytest.approx(expected + mean_part, rel=1e-12)
+    # the compiled copy that EM evaluates equals the definition
+    for prior in (base, flat):
+        engine = Engine(X, None, row, K, Coordinates(np.zeros(D), 1.0), prior)
+        state = engine.from_params(MixtureParams(weights, means, covs))
+        assert engine.log_prior(state) == pytest.approx(prior.logpdf(weights, means, covs),
+                                                        rel=1e-12)
 
 
 # ----------------------------------------------------------------------------- the M-step

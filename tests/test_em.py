@@ -23,12 +23,15 @@ def test_log_posterior_never_decreases(covariance, weighted, prior):
     rng = np.random.default_rng(1)
     for _, X in _datasets():
         w = rng.uniform(0.2, 3.0, size=len(X)) if weighted else None
-        fit = bg.fit_map(X, 3, covariance, prior=prior, sample_weight=w, init="kmeans++",
-                         random_state=2, tol=0, max_iter=60, warn_convergence=False)
-        # rounding of a sum of N log densities: a few ulps of |log p|
-        slack = 1e-12 * np.abs(fit.history).max()
-        assert np.all(np.diff(fit.history) >= -slack)
-        assert fit.history.size == fit.n_iter + 1
+        for acceleration in ("squarem", None):
+            fit = bg.fit_map(X, 3, covariance, prior=prior, sample_weight=w, init="kmeans++",
+                             random_state=2, tol=0, max_iter=60, acceleration=acceleration,
+                             warn_convergence=False)
+            # rounding of a sum of N log densities: a few ulps of |log p|
+            slack = 1e-12 * np.abs(fit.history).max()
+            assert np.all(np.diff(fit.history) >= -slack)
+            assert fit.n_iter == 60
+            assert fit.history.size == (61 if acceleration is None else 21)
 
 
 @pytest.mark.parametrize("covariance", STRUCTURES)
@@ -55,7 +58,7 @@ def test_maximum_likelihood_equals_sklearn(covariance, data):
     start = bg.fit_map(X, K, covariance, prior=None, init="random", random_state=5, max_iter=2,
                        warn_convergence=False)
     ours = bg.fit_map(X, K, covariance, prior=None, init=start, tol=0, max_iter=n_iter,
-                      warn_convergence=False)
+                      acceleration=None, warn_convergence=False)
     sk = GaussianMixture(K, covariance_type=covariance, reg_covar=0.0, tol=0.0, max_iter=n_iter,
                          weights_init=start.weights, means_init=start.means,
                          precisions_init=_sklearn_precisions(start.covariances, covariance))
@@ -78,9 +81,9 @@ def test_integer_sample_weights_equal_repeated_rows(covariance):
     init = dict(zip(("weights", "means", "covariances"), start))
     a = bg.fit_map(X, 3, covariance, prior=bg.default_prior(np.repeat(X, counts, 0), 3,
                    covariance), init=init, sample_weight=counts, tol=0, max_iter=30,
-                   warn_convergence=False)
+                   acceleration=None, warn_convergence=False)
     b = bg.fit_map(np.repeat(X, counts, 0), 3, covariance, prior=a.prior, init=init, tol=0,
-                   max_iter=30, warn_convergence=False)
+                   max_iter=30, acceleration=None, warn_convergence=False)
     for name in ("weights", "means", "covariances", "history"):
         np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-10, atol=1e-12)
 
@@ -96,35 +99,38 @@ def test_random_state_reproduces_bit_for_bit(covariance):
     np.testing.assert_allclose(a.covariances, threaded.covariances, rtol=1e-12)
 
 
-def test_chunked_pass_equals_single_chunk():
-    from bayesgmm.estep import EPass, MixtureParams, working_coordinates
+@pytest.mark.parametrize("covariance", STRUCTURES)
+def test_chunked_and_threaded_passes_equal_a_single_chunk(covariance):
     from bayesgmm.covariance import get_structure
+    from bayesgmm.estep import Engine, MixtureParams, working_coordinates
 
     X = blobs(seed=2, n=999)
-    s = get_structure("full")
-    p = MixtureParams(*random_parameters(np.random.default_rng(3), 3, 3, "full"))
+    s = get_structure(covariance)
+    p = MixtureParams(*random_parameters(np.random.default_rng(3), 3, 3, covariance))
     coords = working_coordinates(X)
-    one = EPass(X, None, s, 3, coords, chunk_rows=len(X)).stats(p, s.factor(p.covariances))
-    many = EPass(X, None, s, 3, coords, chunk_rows=64, n_threads=2).stats(
-        p, s.factor(p.covariances))
-    assert one.log_likelihood == pytest.approx(many.log_likelihood, rel=1e-13)
-    np.testing.assert_allclose(one.moment, many.moment, rtol=1e-12)
+    one = Engine(X, None, s, 3, coords, chunk_rows=len(X))
+    many = Engine(X, None, s, 3, coords, chunk_rows=64, n_threads=2)
+    assert many.n_threads == 2
+    a, b = (e.estep(e.from_params(coords.to_working(p))) for e in (one, many))
+    assert a.log_likelihood == pytest.approx(b.log_likelihood, rel=1e-13)
+    np.testing.assert_allclose(a.moment, b.moment, rtol=1e-12)
+    np.testing.assert_allclose(a.n_k, b.n_k, rtol=1e-13)
 
 
 def test_restarts_keep_the_best_log_posterior(monkeypatch):
     """Three starts in a known order — the best in the middle — so keeping the first or the
     last restart, rather than the best, fails."""
-    from bayesgmm import em
+    from bayesgmm import starts as start_methods
 
     X = bg.load_dataset("faithful").to_numpy()
     rng = np.random.default_rng(0)
-    starts = [em._init_responsibilities(X, 3, "random", rng) for _ in range(12)]
+    starts = list(start_methods.responsibility_starts(X, 3, "random", 12, rng))
     fits = [bg.fit_map(X, 3, init=R, warn_convergence=False) for R in starts]
     order = np.argsort([f.log_posterior for f in fits])
     worst, best = order[0], order[-1]
     assert fits[best].log_posterior > fits[worst].log_posterior + 1e-3  # distinct modes
-    chosen = iter([starts[worst], starts[best], starts[worst]])
-    monkeypatch.setattr(em, "_init_responsibilities", lambda *args: next(chosen))
+    chosen = [starts[worst], starts[best], starts[worst]]
+    monkeypatch.setattr(start_methods, "responsibility_starts", lambda *args: iter(chosen))
     kept = bg.fit_map(X, 3, init="random", n_init=3, random_state=0, warn_convergence=False)
     assert kept.log_posterior == fits[best].log_posterior
     np.testing.assert_array_equal(kept.means, fits[best].means)
@@ -142,10 +148,10 @@ def test_responsibility_init_starts_with_an_m_step():
     assert fit.n_iter == 0 and fit.weights == pytest.approx([1 / 3] * 3)
 
 
-def test_faithful_k3_needs_hundreds_of_iterations():
-    # DESIGN §3: a loose tolerance stops far from the fixed point
+def test_faithful_k3_needs_hundreds_of_plain_em_iterations():
+    # DESIGN §3: plain EM converges slowly on Old Faithful K = 3
     X = bg.load_dataset("faithful")
-    tight = bg.fit_map(X, 3, random_state=0, tol=1e-12, max_iter=5000)
+    tight = bg.fit_map(X, 3, random_state=0, tol=1e-12, max_iter=5000, acceleration=None)
     assert tight.converged and tight.n_iter > 100
 
 

@@ -15,6 +15,9 @@ from tests.conftest import STRUCTURES
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
 FIXED = dict(tol=0, max_iter=15, warn_convergence=False)
+#: the same EM steps, so the paths compare step for step (SQUAREM's accept/reject decisions
+#: compare log posteriors, whose rounding is not itself equivariant)
+PLAIN = dict(FIXED, acceleration=None)
 
 
 @st.composite
@@ -67,8 +70,8 @@ def test_affine_change_of_units_transforms_the_fit(problem, a, b):
     """Fit (aX + b) = the fit of X mapped by x ↦ a x + b, started from the same partition."""
     X, K, covariance = problem
     R = _labels(len(X), K)
-    fit = _fit(X, K, covariance, init=R, **FIXED)
-    moved = _fit(a * X + b, K, covariance, init=R, **FIXED)
+    fit = _fit(X, K, covariance, init=R, **PLAIN)
+    moved = _fit(a * X + b, K, covariance, init=R, **PLAIN)
     spread = np.sqrt(np.diagonal(fit.covariance_matrices, axis1=-2, axis2=-1)).max()
     np.testing.assert_allclose((moved.means - b) / a, fit.means, rtol=1e-7,
                                atol=1e-7 * (spread + np.abs(fit.means).max()))
@@ -83,13 +86,13 @@ def test_row_order_and_component_labels_do_not_matter(problem, random):
     X, K, covariance = problem
     start = _fit(X, K, covariance, init=_labels(len(X), K), tol=0, max_iter=1,
                  warn_convergence=False)
-    fit = _fit(X, K, covariance, init=start, **FIXED)
+    fit = _fit(X, K, covariance, init=start, **PLAIN)
     rows = np.array(random.sample(range(len(X)), len(X)))
-    shuffled = _fit(X[rows], K, covariance, init=start, **FIXED)
+    shuffled = _fit(X[rows], K, covariance, init=start, **PLAIN)
     perm = np.array(random.sample(range(K), K))
     covs = np.asarray(start.covariances)
     per_component = "component" in bg.covariance.get_structure(covariance).dims
-    relabelled = _fit(X, K, covariance, **FIXED, init={
+    relabelled = _fit(X, K, covariance, **PLAIN, init={
         "weights": start.weights[perm], "means": start.means[perm],
         "covariances": covs[perm] if per_component else covs})
     scale = np.abs(fit.covariances).max()
