@@ -20,14 +20,43 @@ from __future__ import annotations
 
 import math
 
+import llvmlite.binding as llvm
 import numpy as np
-from numba import njit
+from numba import njit, types
+from numba.extending import get_cython_function_address
 
 __all__ = ["estep_dense", "estep_diagonal", "mstep_dense", "mstep_diagonal", "factor_dense",
            "factor_diagonal", "log_prior_dense", "log_prior_diagonal"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 _JIT = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+
+# BLAS's symmetric rank-k update (half a GEMM's flops), which Numba does not wrap: SciPy's
+# Cython BLAS symbol, registered with LLVM by name so the cached kernels link to it in every
+# process (a ctypes pointer would make them uncacheable).
+for _name in ("dsyrk", "dtrmm"):
+    llvm.add_symbol(f"bayesgmm_{_name}",
+                    get_cython_function_address("scipy.linalg.cython_blas", _name))
+_VOID = types.voidptr
+_dsyrk = types.ExternalFunction("bayesgmm_dsyrk", types.void(*[_VOID] * 10))
+_dtrmm = types.ExternalFunction("bayesgmm_dtrmm", types.void(*[_VOID] * 11))
+#: below this size (d + 1) the BLAS calls' overhead outweighs the halved flops: plain GEMM
+_TRIANGULAR_BLAS_FROM = 8
+
+
+@njit(**_JIT)
+def _blas_arguments(needed):
+    """The by-reference arguments of dsyrk/dtrmm (made per call: global arrays would be
+    unpickled on every call of a cached kernel; empty when the kernel will not call them)."""
+    ints = np.zeros(4 if needed else 0, dtype=np.int32)
+    syrk_flags = np.empty(2 if needed else 0, dtype=np.uint8)
+    trmm_flags = np.empty(4 if needed else 0, dtype=np.uint8)
+    one_zero = np.empty(2 if needed else 0)
+    if needed:
+        syrk_flags[0], syrk_flags[1] = 85, 84  # "U", "T"
+        trmm_flags[0], trmm_flags[1], trmm_flags[2], trmm_flags[3] = 82, 85, 78, 78  # "RUNN"
+        one_zero[0], one_zero[1] = 1.0, 0.0
+    return ints, syrk_flags, trmm_flags, one_zero
 
 
 # ============================================================================ linear algebra
@@ -106,52 +135,195 @@ def factor_diagonal(variances):
     return sd, inv_sd, log_det, -1
 
 
-# ============================================================================ the E-pass
 @njit(**_JIT)
-def _responsibilities(LP, n, w, row0, has_w):
-    """Rows 0:n of LP (n, K) hold log π_k N(z | μ_k, Σ_k) (eq. 1.3); overwrite them with w_n r_nk
-    (eq. 3.0) and return Σ_n w_n log p(z_n) (eq. 1.2, log-sum-exp)."""
-    K = LP.shape[1]
+def _gram_into(A, C, ints, uplo_trans, one_zero):
+    """C = A Aᵀ for a C-ordered (m, n) block A, by dsyrk (A is Fortran's (n, m) with lda = n),
+    then symmetrised."""
+    m, n = A.shape
+    ints[0], ints[1], ints[2], ints[3] = m, n, n, m
+    _dsyrk(uplo_trans[0:].ctypes, uplo_trans[1:].ctypes, ints[0:].ctypes, ints[1:].ctypes,
+           one_zero[0:].ctypes, A.ctypes, ints[2:].ctypes, one_zero[1:].ctypes, C.ctypes,
+           ints[3:].ctypes)
+    for i in range(m):  # Fortran's upper triangle is C's lower one
+        for j in range(i):
+            C[j, i] = C[i, j]
+
+
+@njit(**_JIT)
+def _lower_times_into(U, Z, Y, ints, flags, one_zero):
+    """Y = U Z for lower-triangular U (d, d) and C-ordered Z, Y (d, n), by dtrmm (half a GEMM's
+    flops): in Fortran's terms Yᵀ = Zᵀ Uᵀ, a right multiply by the upper-triangular Uᵀ."""
+    d, n = Z.shape
+    for j in range(d):
+        for r in range(n):
+            Y[j, r] = Z[j, r]
+    ints[0], ints[1], ints[2], ints[3] = n, d, d, n
+    _dtrmm(flags[0:].ctypes, flags[1:].ctypes, flags[2:].ctypes, flags[3:].ctypes,
+           ints[0:].ctypes, ints[1:].ctypes, one_zero[0:].ctypes, U.ctypes, ints[2:].ctypes,
+           Y.ctypes, ints[3:].ctypes)
+
+
+# ============================================================================ the E-pass
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 split in two (fdlibm): k·ln2 exact in the first part
+_LN2_LO = 1.90821492927058770002e-10
+_EXP_FLOOR = -708.0  # exp below e^-708 is flushed to 0 (terms that small vanish in a sum)
+
+
+@njit(**_JIT)
+def _exp_into(x, out, bits):
+    """out = exp(x) for x ≤ 0, to ~1.5 ulp, in two loops LLVM vectorises (libm's exp is a scalar
+    call): x = k ln 2 + r with |r| ≤ ln2/2, e^r by its Taylor polynomial to r¹²/12!
+    (truncation < 1e-16 relatively), 2^k from the exponent bits."""
+    n = x.shape[0]
+    for i in range(n):
+        xi = max(x[i], _EXP_FLOOR)
+        k = math.floor(xi * _LOG2E + 0.5)
+        r = (xi - k * _LN2_HI) - k * _LN2_LO
+        p = 1.0 / 479001600.0
+        p = p * r + 1.0 / 39916800.0
+        p = p * r + 1.0 / 3628800.0
+        p = p * r + 1.0 / 362880.0
+        p = p * r + 1.0 / 40320.0
+        p = p * r + 1.0 / 5040.0
+        p = p * r + 1.0 / 720.0
+        p = p * r + 1.0 / 120.0
+        p = p * r + 1.0 / 24.0
+        p = p * r + 1.0 / 6.0
+        p = p * r + 0.5
+        p = p * r + 1.0
+        out[i] = p * r + 1.0
+        bits[i] = (np.int64(k) + 1023) << 52
+    scale = bits.view(np.float64)
+    for i in range(n):
+        out[i] = out[i] * scale[i] if x[i] > _EXP_FLOOR else 0.0
+
+
+@njit(**_JIT)
+def _working_chunk(X, i, n, center, inv_scale, Zt):
+    """Zt[:, :n] = (x − c)ᵀ · inv_scale for rows i:i+n: the working chunk, feature-major, so
+    that every later loop runs over contiguous rows."""
+    d = X.shape[1]
+    for r in range(n):
+        for j in range(d):
+            Zt[j, r] = (X[i + r, j] - center[j]) * inv_scale
+
+
+@njit(**_JIT)
+def _normalise(LP, w, row0, has_w, E, top, bits):
+    """LP (K, n) holds log π_k N(z | μ_k, Σ_k) (eq. 1.3) for n rows; overwrite it with w_n r_nk
+    (eq. 3.0) and return Σ_n w_n log p(z_n) (eq. 1.2) by log-sum-exp."""
+    K, n = LP.shape
+    for r in range(n):
+        top[r] = LP[0, r]
+    for k in range(1, K):
+        for r in range(n):
+            top[r] = max(top[r], LP[k, r])
+    total = E[K]
+    for r in range(n):
+        total[r] = 0.0
+    for k in range(K):
+        Lk, Ek = LP[k], E[k]
+        for r in range(n):
+            Lk[r] -= top[r]
+        _exp_into(Lk, Ek, bits)
+        for r in range(n):
+            total[r] += Ek[r]
     ll = 0.0
     for r in range(n):
-        top = LP[r, 0]
-        for k in range(1, K):
-            if LP[r, k] > top:
-                top = LP[r, k]
-        total = 0.0
-        for k in range(K):
-            e = math.exp(LP[r, k] - top)
-            LP[r, k] = e
-            total += e
         wr = w[row0 + r] if has_w else 1.0
-        ll += wr * (top + math.log(total))
-        scale = wr / total
-        for k in range(K):
-            LP[r, k] *= scale
+        ll += wr * (top[r] + math.log(total[r]))
+        total[r] = wr / total[r]
+    for k in range(K):
+        Lk, Ek = LP[k], E[k]
+        for r in range(n):
+            Lk[r] = Ek[r] * total[r]
     return ll
 
 
 @njit(**_JIT)
-def _given_responsibilities(LP, n, w, row0, has_w, resp):
-    """Rows 0:n of LP ← w_n r_nk from given responsibilities (the M-step-first start)."""
-    K = LP.shape[1]
+def _given(LP, w, row0, has_w, resp):
+    """LP (K, n) ← w_n r_nk from given responsibilities (the M-step-first start)."""
+    K, n = LP.shape
+    for k in range(K):
+        for r in range(n):
+            LP[k, r] = (w[row0 + r] if has_w else 1.0) * resp[row0 + r, k]
+
+
+@njit(**_JIT)
+def _write_log_prob(LP, n, out, offset_row):
+    K = LP.shape[0]
     for r in range(n):
-        wr = w[row0 + r] if has_w else 1.0
         for k in range(K):
-            LP[r, k] = wr * resp[row0 + r, k]
-    return 0.0
+            out[offset_row + r, k] = LP[k, r]
 
 
 @njit(**_JIT)
-def _working_chunk(X, i, n, center, inv_scale, Z):
-    d = X.shape[1]
-    for r in range(n):
+def _dense_chunk(X, i, n, center, inv_scale, w, has_w, U, shift, shared, offset, log_prob_out,
+                 out_row, resp, given, Zt, Yt, LP, E, top, q, root, bits, tmp, blas, n_k, s1,
+                 M):
+    """One chunk of :func:`estep_dense`; every buffer has exactly n columns (contiguous, as
+    BLAS through ``np.dot`` needs).  Yt[k] is (d + 1, n): the whitened rows and a row of ones,
+    so that one GEMM on √(w r)-scaled columns gives M_k, s1_k and N_k together."""
+    K, d = shift.shape
+    ints, syrk_flags, trmm_flags, one_zero = blas
+    _working_chunk(X, i, n, center, inv_scale, Zt)
+    for k in range(K):
+        Yk = Yt[k]
+        if not shared or k == 0:  # yᵀ = U_k zᵀ: one triangular multiply per factor
+            if d + 1 >= _TRIANGULAR_BLAS_FROM:
+                _lower_times_into(U[k], Zt, Yk[:d], ints, trmm_flags, one_zero)
+            else:
+                np.dot(U[k], Zt, Yk[:d])
+        else:  # one factor for every component (tied): reuse U zᵀ
+            Yk[:d] = Yt[0, :d]
+            for j in range(d):
+                sj = shift[0, j]
+                for r in range(n):
+                    Yk[j, r] += sj
+        for r in range(n):
+            q[r] = 0.0
+            Yk[d, r] = 1.0
         for j in range(d):
-            Z[r, j] = (X[i + r, j] - center[j]) * inv_scale
+            sj = shift[k, j]
+            for r in range(n):
+                y = Yk[j, r] - sj
+                Yk[j, r] = y
+                q[r] += y * y
+        for r in range(n):
+            LP[k, r] = offset[k] - 0.5 * q[r]
+    if log_prob_out.shape[0] > 0:
+        _write_log_prob(LP, n, log_prob_out, out_row)
+        return 0.0
+    ll = 0.0
+    if given:
+        _given(LP, w, i, has_w, resp)
+    else:
+        ll = _normalise(LP, w, i, has_w, E, top, bits)
+    for k in range(K):
+        Yk = Yt[k]
+        wr = LP[k]
+        for r in range(n):
+            root[r] = math.sqrt(wr[r])
+        for j in range(d + 1):
+            for r in range(n):
+                Yk[j, r] *= root[r]
+        # [Σ w r y yᵀ, Σ w r y; ·, Σ w r] as one rank-n update on √(w r)-scaled columns
+        if d + 1 >= _TRIANGULAR_BLAS_FROM:  # (eq. 3.1–3.3)
+            _gram_into(Yk, tmp, ints, syrk_flags, one_zero)
+        else:
+            np.dot(Yk, Yk.T, tmp)
+        n_k[k] += tmp[d, d]
+        for p in range(d):
+            s1[k, p] += tmp[p, d]
+            for j in range(d):
+                M[k, p, j] += tmp[p, j]
+    return ll
 
 
 @njit(**_JIT)
-def estep_dense(X, a, b, center, inv_scale, w, means, U, offset, rows, log_prob_out, resp):
+def estep_dense(X, a, b, center, inv_scale, w, means, U, offset, rows, log_prob_out, resp,
+                shared):
     """One fused E-pass over rows a:b of X for dense factors (working coordinates).
 
     Parameters
@@ -163,6 +335,7 @@ def estep_dense(X, a, b, center, inv_scale, w, means, U, offset, rows, log_prob_
     rows : rows per chunk
     log_prob_out : (b − a, K) to receive log π_k N(z_n | μ_k, Σ_k), or an empty (0, K) array
     resp : (N, K) responsibilities to use instead of the E-step's (then ll = 0), or empty
+    shared : every U_k is the same factor (one whitening GEMM per chunk)
 
     Returns
     -------
@@ -170,60 +343,75 @@ def estep_dense(X, a, b, center, inv_scale, w, means, U, offset, rows, log_prob_
     """
     d, K = X.shape[1], means.shape[0]
     has_w = w.shape[0] > 0
-    want_stats = log_prob_out.shape[0] == 0
     given = resp.shape[0] > 0
-    rows = max(1, min(rows, b - a))
-    Z = np.empty((rows, d))
-    Y = np.empty((K, rows, d))
-    LP = np.empty((rows, K))
-    UT = np.empty((K, d, d))
     shift = np.zeros((K, d))
     for k in range(K):
-        UT[k] = U[k].T
         for i in range(d):
             for j in range(d):
                 shift[k, i] += U[k, i, j] * means[k, j]  # U_k μ_k
-    tmp = np.empty((d, d))
+    tmp = np.empty((d + 1, d + 1))
+    blas = _blas_arguments(d + 1 >= _TRIANGULAR_BLAS_FROM)
     ll = 0.0
     n_k = np.zeros(K)
     s1 = np.zeros((K, d))
     M = np.zeros((K, d, d))
+    rows = max(1, min(rows, b - a))
     for i in range(a, b, rows):
         n = min(rows, b - i)
-        _working_chunk(X, i, n, center, inv_scale, Z)
-        for k in range(K):
-            Yk = Y[k, :n]
-            np.dot(Z[:n], UT[k], Yk)  # y = U_k z − U_k μ_k: one GEMM per component
-            for r in range(n):
-                q = 0.0
-                for j in range(d):
-                    y = Yk[r, j] - shift[k, j]
-                    Yk[r, j] = y
-                    q += y * y
-                LP[r, k] = offset[k] - 0.5 * q
-        if not want_stats:
-            for r in range(n):
-                for k in range(K):
-                    log_prob_out[i - a + r, k] = LP[r, k]
-            continue
-        if given:
-            _given_responsibilities(LP, n, w, i, has_w, resp)
-        else:
-            ll += _responsibilities(LP, n, w, i, has_w)
-        for k in range(K):
-            Yk = Y[k, :n]
-            nk = 0.0
-            for r in range(n):
-                wr = LP[r, k]
-                nk += wr
-                root = math.sqrt(wr)
-                for j in range(d):
-                    s1[k, j] += wr * Yk[r, j]
-                    Yk[r, j] *= root
-            n_k[k] += nk
-            np.dot(Yk.T, Yk, tmp)  # Σ w r y yᵀ as a GEMM on √(w r)-scaled rows (eq. 3.3)
-            M[k] += tmp
+        if i == a or n < rows:  # contiguous buffers of exactly n columns
+            Zt, Yt, LP = np.empty((d, n)), np.empty((K, d + 1, n)), np.empty((K, n))
+            E, top, q, root = np.empty((K + 1, n)), np.empty(n), np.empty(n), np.empty(n)
+            bits = np.empty(n, dtype=np.int64)
+        ll += _dense_chunk(X, i, n, center, inv_scale, w, has_w, U, shift, shared, offset,
+                           log_prob_out, i - a, resp, given, Zt, Yt, LP, E, top, q, root,
+                           bits, tmp, blas, n_k, s1, M)
     return ll, n_k, s1, M
+
+
+@njit(**_JIT)
+def _diagonal_chunk(X, i, n, center, inv_scale, w, has_w, means, inv_sd, offset,
+                    log_prob_out, out_row, resp, given, Zt, Yk, LP, E, top, q, bits, acc, n_k,
+                    s1, m2):
+    """One chunk of :func:`estep_diagonal` (buffers of exactly n columns).  Yk (d + 1, n)
+    holds one component's whitened rows and a row of ones, so one GEMV gives (s1_k, N_k)."""
+    K, d = means.shape
+    _working_chunk(X, i, n, center, inv_scale, Zt)
+    for k in range(K):
+        for r in range(n):
+            q[r] = 0.0
+        for j in range(d):
+            mu, inv = means[k, j], inv_sd[k, j]
+            for r in range(n):
+                t = (Zt[j, r] - mu) * inv
+                q[r] += t * t
+        for r in range(n):
+            LP[k, r] = offset[k] - 0.5 * q[r]
+    if log_prob_out.shape[0] > 0:
+        _write_log_prob(LP, n, log_prob_out, out_row)
+        return 0.0
+    ll = 0.0
+    if given:
+        _given(LP, w, i, has_w, resp)
+    else:
+        ll = _normalise(LP, w, i, has_w, E, top, bits)
+    for r in range(n):
+        Yk[d, r] = 1.0
+    for k in range(K):
+        wr = LP[k]
+        for j in range(d):
+            mu, inv = means[k, j], inv_sd[k, j]
+            for r in range(n):
+                Yk[j, r] = (Zt[j, r] - mu) * inv
+        np.dot(Yk, wr, acc)  # (Σ w r y, Σ w r): one GEMV
+        n_k[k] += acc[d]
+        for j in range(d):
+            s1[k, j] += acc[j]
+            for r in range(n):
+                Yk[j, r] *= Yk[j, r]
+        np.dot(Yk, wr, acc)  # Σ w r y²
+        for j in range(d):
+            m2[k, j] += acc[j]
+    return ll
 
 
 @njit(**_JIT)
@@ -237,42 +425,22 @@ def estep_diagonal(X, a, b, center, inv_scale, w, means, inv_sd, offset, rows, l
     """
     d, K = X.shape[1], means.shape[0]
     has_w = w.shape[0] > 0
-    want_stats = log_prob_out.shape[0] == 0
     given = resp.shape[0] > 0
-    rows = max(1, min(rows, b - a))
-    Z = np.empty((rows, d))
-    LP = np.empty((rows, K))
     ll = 0.0
     n_k = np.zeros(K)
     s1 = np.zeros((K, d))
     m2 = np.zeros((K, d))
+    acc = np.empty(d + 1)
+    rows = max(1, min(rows, b - a))
     for i in range(a, b, rows):
         n = min(rows, b - i)
-        _working_chunk(X, i, n, center, inv_scale, Z)
-        for r in range(n):
-            for k in range(K):
-                q = 0.0
-                for j in range(d):
-                    y = (Z[r, j] - means[k, j]) * inv_sd[k, j]
-                    q += y * y
-                LP[r, k] = offset[k] - 0.5 * q
-        if not want_stats:
-            for r in range(n):
-                for k in range(K):
-                    log_prob_out[i - a + r, k] = LP[r, k]
-            continue
-        if given:
-            _given_responsibilities(LP, n, w, i, has_w, resp)
-        else:
-            ll += _responsibilities(LP, n, w, i, has_w)
-        for r in range(n):
-            for k in range(K):
-                wr = LP[r, k]
-                n_k[k] += wr
-                for j in range(d):
-                    y = (Z[r, j] - means[k, j]) * inv_sd[k, j]
-                    s1[k, j] += wr * y
-                    m2[k, j] += wr * y * y
+        if i == a or n < rows:
+            Zt, Yk, LP = np.empty((d, n)), np.empty((d + 1, n)), np.empty((K, n))
+            E, top, q = np.empty((K + 1, n)), np.empty(n), np.empty(n)
+            bits = np.empty(n, dtype=np.int64)
+        ll += _diagonal_chunk(X, i, n, center, inv_scale, w, has_w, means, inv_sd, offset,
+                              log_prob_out, i - a, resp, given, Zt, Yk, LP, E, top, q, bits,
+                              acc, n_k, s1, m2)
     return ll, n_k, s1, m2
 
 
@@ -567,3 +735,67 @@ def unpack_diagonal(u, K, d):
     means = u[K:K + K * d].copy().reshape(K, d)
     variances = np.exp(u[K + K * d:]).reshape(K, d)
     return weights, means, variances
+
+
+# ============================================================================ one EM-map evaluation
+@njit(**_JIT)
+def log_offsets(weights, log_det, d):
+    """log π_k − ½ (d log 2π + log det Σ_k); −inf for an emptied component."""
+    K = weights.shape[0]
+    out = np.empty(K)
+    for k in range(K):
+        out[k] = (math.log(weights[k]) if weights[k] > 0.0 else -np.inf) \
+            - 0.5 * (d * _LOG_2PI + log_det[k])
+    return out
+
+
+@njit(**_JIT)
+def em_map_dense(X, center, inv_scale, w, rows, weights, means, L, U, log_det, shared, omega,
+                 has_prior, alpha, kappa, m0, nu, psi, psi_chol, psi_log_det):
+    """F(θ) for dense covariances in one call: the E-pass, the log posterior at θ, the M-step
+    and the factorisation of the new covariances.
+
+    Returns (log_post, log_lik (× omega), n_k, weights, means, covs, L, U, log_det, bad,
+    packed): ``packed`` is :func:`pack_dense` of the new parameters.
+    """
+    K, d = means.shape
+    offset = log_offsets(weights, log_det, d)
+    ll, n_k, s1, M = estep_dense(X, 0, X.shape[0], center, inv_scale, w, means, U, offset,
+                                 rows, np.empty((0, K)), np.empty((0, K)), shared)
+    log_post = omega * ll
+    if has_prior:
+        log_post += log_prior_dense(weights, means, U, log_det, alpha, kappa, m0, nu,
+                                    psi_chol, psi_log_det, shared)
+    new_w, new_m, new_c = mstep_dense(n_k, s1, M, omega, means, L, has_prior, alpha, kappa,
+                                      m0, nu, psi, shared)
+    new_L, new_U, new_ld, bad = factor_dense(new_c)
+    packed = pack_dense(new_w, new_m, new_L) if bad < 0 else np.empty(0)
+    return log_post, omega * ll, n_k, new_w, new_m, new_c, new_L, new_U, new_ld, bad, packed
+
+
+@njit(**_JIT)
+def em_map_diagonal(X, center, inv_scale, w, rows, weights, means, sd, inv_sd, variances,
+                    log_det, shared, isotropic, omega, has_prior, alpha, kappa, m0, nu, psi):
+    """:func:`em_map_dense` for diagonal covariances (``variances`` (K, d))."""
+    K, d = means.shape
+    offset = log_offsets(weights, log_det, d)
+    ll, n_k, s1, m2 = estep_diagonal(X, 0, X.shape[0], center, inv_scale, w, means, inv_sd,
+                                     offset, rows, np.empty((0, K)), np.empty((0, K)))
+    log_post = omega * ll
+    if has_prior:
+        log_post += log_prior_diagonal(weights, means, variances, alpha, kappa, m0, nu, psi,
+                                       shared, isotropic)
+    new_w, new_m, new_v = mstep_diagonal(n_k, s1, m2, omega, means, sd, has_prior, alpha,
+                                         kappa, m0, nu, psi, shared, isotropic)
+    new_sd, new_inv, new_ld, bad = factor_diagonal(new_v)
+    packed = pack_diagonal(new_w, new_m, new_v) if bad < 0 else np.empty(0)
+    return log_post, omega * ll, n_k, new_w, new_m, new_v, new_sd, new_inv, new_ld, bad, packed
+
+
+@njit(**_JIT)
+def max_abs_difference(a, b):
+    """max_i |a_i − b_i| (the size of an EM step in the unconstrained coordinates)."""
+    out = 0.0
+    for i in range(a.shape[0]):
+        out = max(out, abs(a[i] - b[i]))
+    return out

@@ -29,9 +29,11 @@ __all__ = ["MixtureParams", "Coordinates", "working_coordinates", "model_coordin
            "Stats", "Engine", "joint_log_density"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
-#: values per chunk of the E-pass (K · rows · d): the working set stays near the cache
-#: (DESIGN §7; the size was chosen with benchmarks/em_vs_sklearn.py)
-_CHUNK_VALUES = 2**16
+#: scratch values per chunk of the E-pass, by kernel family: the working set stays near the
+#: cache (DESIGN §7).  Dense kernels hold K (d + 3) values per row and gain from longer BLAS
+#: calls; diagonal kernels hold K + 2d + 4 and prefer smaller chunks (benchmarks/em_vs_sklearn.py
+#: --chunks measures the choice)
+_CHUNK_VALUES = {"dense": 2**18, "diagonal": 2**16}
 
 
 def _kernels():
@@ -116,7 +118,8 @@ class State(NamedTuple):
     """Parameters in kernel layout with their factorisation.
 
     dense: covs (K, d, d), factor L_k (lower Cholesky), inv_factor U_k = L_k⁻¹;
-    diagonal: covs (K, d) variances, factor σ_kj, inv_factor 1/σ_kj.
+    diagonal: covs (K, d) variances, factor σ_kj, inv_factor 1/σ_kj.  ``packed`` is the
+    unconstrained vector of :meth:`Engine.pack` (made when needed).
     """
 
     weights: np.ndarray
@@ -125,6 +128,7 @@ class State(NamedTuple):
     factor: np.ndarray
     inv_factor: np.ndarray
     log_det: np.ndarray  # (K,)
+    packed: np.ndarray | None = None
 
 
 class Stats(NamedTuple):
@@ -202,7 +206,8 @@ class Engine:
         self.w = (np.empty(0) if sample_weight is None
                   else np.ascontiguousarray(sample_weight / coords.weight_scale))
         self.omega = coords.weight_scale
-        self.rows = chunk_rows or max(16, _CHUNK_VALUES // (K * (self.d + 2)))
+        per_row = K * (self.d + 3) if structure.kernel == "dense" else K + 2 * self.d + 4
+        self.rows = chunk_rows or max(16, _CHUNK_VALUES[structure.kernel] // per_row)
         self.n_threads = max(1, min(n_threads, self.n // self.rows))
         self.center = np.ascontiguousarray(coords.center, dtype=float)
         self.inv_scale = 1.0 / coords.scale
@@ -212,18 +217,29 @@ class Engine:
         self.k = _kernels()
         self._empty_lp = np.empty((0, K))
         self._empty_r = np.empty((0, K))
+        # the compiled EM map's arguments that do not change between iterations
+        p, shared = self.kprior, not structure.per_component
+        self._data_args = (X, self.center, self.inv_scale, self.w, self.rows)
+        self._model_args = (
+            (shared, self.omega, prior is not None, p.alpha, p.shrinkage, p.mean, p.dof,
+             p.scale, p.scale_factor, p.scale_log_det) if self.dense else
+            (shared, structure.isotropic, self.omega, prior is not None, p.alpha, p.shrinkage,
+             p.mean, p.dof, p.scale))
 
     # ------------------------------------------------------------------ layouts
+    def _singular(self, bad: int) -> SingularCovarianceError:
+        component = int(bad) if self.structure.per_component else None
+        which = ("the tied covariance" if component is None
+                 else f"the covariance of component {component}")
+        return SingularCovarianceError(component, f"{which} is singular or not positive "
+                                                  "definite")
+
     def state(self, weights, means, covs) -> State:
         """Factor kernel-layout covariances; raises :class:`SingularCovarianceError`."""
         factor = self.k.factor_dense if self.dense else self.k.factor_diagonal
         L, U, log_det, bad = factor(covs)
         if bad >= 0:
-            component = int(bad) if self.structure.per_component else None
-            which = ("the tied covariance" if component is None
-                     else f"the covariance of component {component}")
-            raise SingularCovarianceError(component, f"{which} is singular or not positive "
-                                                     "definite")
+            raise self._singular(bad)
         return State(weights, means, covs, L, U, log_det)
 
     def from_params(self, params: MixtureParams) -> State:
@@ -234,6 +250,8 @@ class Engine:
 
     def pack(self, state: State) -> np.ndarray:
         """θ as an unconstrained vector (log π_k, μ_k, log-Cholesky entries or log variances)."""
+        if state.packed is not None:
+            return state.packed
         if self.dense:
             return self.k.pack_dense(state.weights, state.means, state.factor)
         return self.k.pack_diagonal(state.weights, state.means, state.covs)
@@ -249,15 +267,13 @@ class Engine:
                              self.structure.from_kernel(state.covs, self.K, self.d))
 
     # ------------------------------------------------------------------ the E-pass
-    def _offset(self, state: State) -> np.ndarray:
-        """log π_k − ½ (d log 2π + log det Σ_k), shape (K,)."""
-        with np.errstate(divide="ignore"):  # π_k = 0 is allowed (an emptied component)
-            return np.log(state.weights) - 0.5 * (self.d * _LOG_2PI + state.log_det)
-
     def _pass(self, state: State, a: int, b: int, log_prob_out, resp):
-        kernel = self.k.estep_dense if self.dense else self.k.estep_diagonal
-        return kernel(self.X, a, b, self.center, self.inv_scale, self.w, state.means,
-                      state.inv_factor, self._offset(state), self.rows, log_prob_out, resp)
+        offset = self.k.log_offsets(state.weights, state.log_det, self.d)
+        args = (self.X, a, b, self.center, self.inv_scale, self.w, state.means,
+                state.inv_factor, offset, self.rows, log_prob_out, resp)
+        if self.dense:
+            return self.k.estep_dense(*args, not self.structure.per_component)
+        return self.k.estep_diagonal(*args)
 
     def estep(self, state: State, resp: np.ndarray | None = None) -> Stats:
         """One fused E-pass: log-likelihood and whitened statistics at ``state``.  With ``resp``
@@ -316,10 +332,31 @@ class Engine:
         return self.state(weights, means, covs)
 
     def em_map(self, state: State) -> tuple[State, float, float]:
-        """F(θ), the log posterior at θ and the log-likelihood at θ (one E-pass, one M-step)."""
-        stats = self.estep(state)
-        log_post = self.log_posterior(state, stats)
-        return self.m_step(stats, state), log_post, self.omega * stats.log_likelihood
+        """F(θ), the log posterior at θ and the log-likelihood at θ (one E-pass, one M-step);
+        on one thread, a single compiled call."""
+        if self.n_threads > 1:
+            stats = self.estep(state)
+            log_post = self.log_posterior(state, stats)
+            return self.m_step(stats, state), log_post, self.omega * stats.log_likelihood
+        if self.dense:
+            out = self.k.em_map_dense(*self._data_args, state.weights, state.means,
+                                      state.factor, state.inv_factor, state.log_det,
+                                      *self._model_args)
+        else:
+            out = self.k.em_map_diagonal(*self._data_args, state.weights, state.means,
+                                         state.factor, state.inv_factor, state.covs,
+                                         state.log_det, *self._model_args)
+        log_post, log_lik, n_k, weights, means, covs, factor, inv_factor, log_det, bad, u = out
+        if self.prior is None and n_k.min() <= 0:
+            k = int(np.flatnonzero(n_k <= 0)[0])
+            raise SingularCovarianceError(k, f"component {k} has no data left")
+        if bad >= 0:
+            raise self._singular(bad)
+        return State(weights, means, covs, factor, inv_factor, log_det, u), log_post, log_lik
+
+    def step(self, new: State, old: State) -> float:
+        """The size of an EM step: max |u(new) − u(old)| in the unconstrained coordinates."""
+        return self.k.max_abs_difference(self.pack(new), self.pack(old))
 
     def start_from_responsibilities(self, resp: np.ndarray) -> State:
         """The M-step-first start (mclust's ``me(z=)``): whiten about the responsibilities'

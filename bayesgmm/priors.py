@@ -188,8 +188,13 @@ class GMMPrior:
         variances = np.diag(scale2) if scale2.ndim == 2 else scale2
         check_magnitude(float(np.sqrt(np.mean(variances))),
                         "the prior scale's spread relative to the data's (√(Ψ0 / data variance))")
-        return GMMPrior(mean=mean, shrinkage=self.shrinkage, dof=self.dof, scale=scale2,
-                        concentration=self.concentration, covariance=self.covariance)
+        # a positive multiple of a validated prior's scale needs no new checks
+        rescaled = object.__new__(GMMPrior)
+        for name, value in [("mean", readonly_array(mean)), ("scale", readonly_array(scale2))]:
+            object.__setattr__(rescaled, name, value)
+        for name in ("shrinkage", "dof", "concentration", "covariance", "_structure"):
+            object.__setattr__(rescaled, name, getattr(self, name))
+        return rescaled
 
     # ------------------------------------------------------------------ density
     @cached_property
