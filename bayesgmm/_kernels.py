@@ -97,14 +97,18 @@ def _lower_inverse(L, U):
 
 
 @njit(**_JIT)
-def factor_dense(covs):
+def factor_dense(covs, shared=False):
     """Cholesky factors L (K, d, d), their inverses U and log det Σ_k (K,); ``bad`` is the first
-    component that is not positive definite (−1 when all are)."""
+    component that is not positive definite (−1 when all are).  ``shared``: every Σ_k is the
+    same matrix, factored once."""
     K, d = covs.shape[0], covs.shape[1]
     L = np.zeros((K, d, d))
     U = np.zeros((K, d, d))
     log_det = np.zeros(K)
     for k in range(K):
+        if shared and k > 0:
+            L[k], U[k], log_det[k] = L[0], U[0], log_det[0]
+            continue
         if not _cholesky(covs[k], L[k]):
             return L, U, log_det, k
         _lower_inverse(L[k], U[k])
@@ -264,32 +268,28 @@ def _dense_chunk(X, i, n, center, inv_scale, w, has_w, U, shift, shared, offset,
                  M):
     """One chunk of :func:`estep_dense`; every buffer has exactly n columns (contiguous, as
     BLAS through ``np.dot`` needs).  Yt[k] is (d + 1, n): the whitened rows and a row of ones,
-    so that one GEMM on √(w r)-scaled columns gives M_k, s1_k and N_k together."""
+    so that one rank-n update on √(w r)-scaled columns gives M_k, s1_k and N_k together."""
     K, d = shift.shape
     ints, syrk_flags, trmm_flags, one_zero = blas
     _working_chunk(X, i, n, center, inv_scale, Zt)
+    for k in range(K if not shared else 1):  # yᵀ = U_k zᵀ: one triangular multiply per factor
+        if d + 1 >= _TRIANGULAR_BLAS_FROM:
+            _lower_times_into(U[k], Zt, Yt[k, :d], ints, trmm_flags, one_zero)
+        else:
+            np.dot(U[k], Zt, Yt[k, :d])
+        for r in range(n):
+            Yt[k, d, r] = 1.0
     for k in range(K):
-        Yk = Yt[k]
-        if not shared or k == 0:  # yᵀ = U_k zᵀ: one triangular multiply per factor
-            if d + 1 >= _TRIANGULAR_BLAS_FROM:
-                _lower_times_into(U[k], Zt, Yk[:d], ints, trmm_flags, one_zero)
-            else:
-                np.dot(U[k], Zt, Yk[:d])
-        else:  # one factor for every component (tied): reuse U zᵀ
-            Yk[:d] = Yt[0, :d]
-            for j in range(d):
-                sj = shift[0, j]
-                for r in range(n):
-                    Yk[j, r] += sj
+        Yk = Yt[0 if shared else k]
         for r in range(n):
             q[r] = 0.0
-            Yk[d, r] = 1.0
         for j in range(d):
-            sj = shift[k, j]
+            sj, Ykj = shift[k, j], Yk[j]
             for r in range(n):
-                y = Yk[j, r] - sj
-                Yk[j, r] = y
+                y = Ykj[r] - sj
                 q[r] += y * y
+                if not shared:
+                    Ykj[r] = y
         for r in range(n):
             LP[k, r] = offset[k] - 0.5 * q[r]
     if log_prob_out.shape[0] > 0:
@@ -300,6 +300,9 @@ def _dense_chunk(X, i, n, center, inv_scale, w, has_w, U, shift, shared, offset,
         _given(LP, w, i, has_w, resp)
     else:
         ll = _normalise(LP, w, i, has_w, E, top, bits)
+    if shared:
+        _shared_moments(Yt[0], LP, w, i, has_w, shift, root, tmp, blas, n_k, s1, M)
+        return ll
     for k in range(K):
         Yk = Yt[k]
         wr = LP[k]
@@ -309,16 +312,53 @@ def _dense_chunk(X, i, n, center, inv_scale, w, has_w, U, shift, shared, offset,
             for r in range(n):
                 Yk[j, r] *= root[r]
         # [Σ w r y yᵀ, Σ w r y; ·, Σ w r] as one rank-n update on √(w r)-scaled columns
-        if d + 1 >= _TRIANGULAR_BLAS_FROM:  # (eq. 3.1–3.3)
-            _gram_into(Yk, tmp, ints, syrk_flags, one_zero)
-        else:
-            np.dot(Yk, Yk.T, tmp)
+        _gram(Yk, tmp, blas)  # (eq. 3.1–3.3)
         n_k[k] += tmp[d, d]
         for p in range(d):
             s1[k, p] += tmp[p, d]
             for j in range(d):
                 M[k, p, j] += tmp[p, j]
     return ll
+
+
+@njit(**_JIT)
+def _gram(A, C, blas):
+    """C = A Aᵀ: dsyrk from size 8 (half a GEMM's flops), a GEMM below (call overhead)."""
+    if A.shape[0] >= _TRIANGULAR_BLAS_FROM:
+        ints, syrk_flags, trmm_flags, one_zero = blas
+        _gram_into(A, C, ints, syrk_flags, one_zero)
+    else:
+        np.dot(A, A.T, C)
+
+
+@njit(**_JIT)
+def _shared_moments(Y0, WR, w, row0, has_w, c, root, tmp, blas, n_k, s1, M):
+    """The statistics of one shared factor (tied covariances) with one rank-n update per chunk
+    instead of K: with y₀ = U z and c_k = U μ_k,
+
+        Σ_k Σ_n w r (y₀ − c_k)(y₀ − c_k)ᵀ = Σ_n w y₀ y₀ᵀ − Σ_k (ŝ_k c_kᵀ + c_k ŝ_kᵀ) + Σ_k N_k c_k c_kᵀ,
+
+    ŝ_k = Σ_n w r y₀ (responsibilities sum to 1 over k).  Only the sum over components is kept
+    (in M[0]) — all the tied M-step reads — with s1_k = ŝ_k − N_k c_k and N_k per component."""
+    K, n = WR.shape
+    d = Y0.shape[0] - 1
+    S = np.dot(WR, Y0.T)  # [ŝ_k, N_k] for every k: one GEMM (K, n) × (n, d + 1)
+    for r in range(n):
+        root[r] = math.sqrt(w[row0 + r]) if has_w else 1.0
+    for j in range(d + 1):
+        for r in range(n):
+            Y0[j, r] *= root[r]
+    _gram(Y0, tmp, blas)  # Σ w y₀ y₀ᵀ
+    for p in range(d):
+        for j in range(d):
+            M[0, p, j] += tmp[p, j]
+    for k in range(K):
+        nk = S[k, d]
+        n_k[k] += nk
+        for p in range(d):
+            s1[k, p] += S[k, p] - nk * c[k, p]
+            for j in range(d):
+                M[0, p, j] += nk * c[k, p] * c[k, j] - S[k, p] * c[k, j] - c[k, p] * S[k, j]
 
 
 @njit(**_JIT)
@@ -335,7 +375,8 @@ def estep_dense(X, a, b, center, inv_scale, w, means, U, offset, rows, log_prob_
     rows : rows per chunk
     log_prob_out : (b − a, K) to receive log π_k N(z_n | μ_k, Σ_k), or an empty (0, K) array
     resp : (N, K) responsibilities to use instead of the E-step's (then ll = 0), or empty
-    shared : every U_k is the same factor (one whitening GEMM per chunk)
+    shared : every U_k is the same factor (tied): one whitening per chunk, and M[0] holds the
+        sum over components of M_k (the others are zero) — all the tied M-step needs
 
     Returns
     -------
@@ -359,7 +400,8 @@ def estep_dense(X, a, b, center, inv_scale, w, means, U, offset, rows, log_prob_
     for i in range(a, b, rows):
         n = min(rows, b - i)
         if i == a or n < rows:  # contiguous buffers of exactly n columns
-            Zt, Yt, LP = np.empty((d, n)), np.empty((K, d + 1, n)), np.empty((K, n))
+            Zt, Yt, LP = np.empty((d, n)), np.empty((1 if shared else K, d + 1, n)), \
+                np.empty((K, n))
             E, top, q, root = np.empty((K + 1, n)), np.empty(n), np.empty(n), np.empty(n)
             bits = np.empty(n, dtype=np.int64)
         ll += _dense_chunk(X, i, n, center, inv_scale, w, has_w, U, shift, shared, offset,
@@ -471,6 +513,24 @@ def _weights_and_means(n_k, xbar, means_old, has_prior, alpha, kappa, m0):
 
 
 @njit(**_JIT)
+def _sandwich(L, C, out):
+    """out = L C Lᵀ for lower-triangular L (BLAS from size 8; loops below)."""
+    d = L.shape[0]
+    if d >= _TRIANGULAR_BLAS_FROM:
+        np.dot(np.dot(L, C), L.T, out)
+        return
+    for i in range(d):
+        for j in range(i + 1):
+            t = 0.0
+            for p in range(i + 1):
+                lc = 0.0
+                for q in range(j + 1):
+                    lc += C[p, q] * L[j, q]
+                t += L[i, p] * lc
+            out[i, j] = out[j, i] = t
+
+
+@njit(**_JIT)
 def mstep_dense(n_k, s1, M, omega, means_old, L, has_prior, alpha, kappa, m0, nu, psi,
                 shared):
     """The joint posterior mode (or ML estimate) for dense covariances (derivation §3–§4).
@@ -482,9 +542,7 @@ def mstep_dense(n_k, s1, M, omega, means_old, L, has_prior, alpha, kappa, m0, nu
     """
     K, d = s1.shape
     xbar = np.empty((K, d))
-    W = np.zeros((K, d, d))
-    C = np.empty((d, d))
-    LC = np.empty((d, d))
+    C = np.zeros((K, d, d)) if not shared else np.zeros((1, d, d))
     ybar = np.zeros(d)
     for k in range(K):
         nk = n_k[k]
@@ -495,50 +553,36 @@ def mstep_dense(n_k, s1, M, omega, means_old, L, has_prior, alpha, kappa, m0, nu
             for j in range(i + 1):
                 t += L[k, i, j] * ybar[j]
             xbar[k, i] = means_old[k, i] + t  # x̄_k = μ_k + L_k s1_k / N_k         (eq. 3.2)
+        c = 0 if shared else k  # tied: the statistics' sum over k is all that is needed
         for i in range(d):
             for j in range(d):
-                C[i, j] = M[k, i, j] - s1[k, i] * ybar[j]
-        # W_k = ω L_k (M_k − s1 s1ᵀ / N_k) L_kᵀ                                       (eq. 3.3)
-        for i in range(d):
-            for j in range(d):
-                t = 0.0
-                for p in range(i + 1):
-                    t += L[k, i, p] * C[p, j]
-                LC[i, j] = t
-        for i in range(d):
-            for j in range(i + 1):
-                t = 0.0
-                for p in range(j + 1):
-                    t += LC[i, p] * L[k, j, p]
-                W[k, i, j] = omega * t
-                W[k, j, i] = omega * t
+                C[c, i, j] += M[k, i, j] - s1[k, i] * ybar[j]
+    # W_k = ω L_k (M_k − s1 s1ᵀ / N_k) L_kᵀ                                           (eq. 3.3)
+    W = np.empty(C.shape)
+    for c in range(C.shape[0]):
+        _sandwich(L[c], C[c], W[c])
+    W *= omega
     n_w = omega * n_k
     weights, means = _weights_and_means(n_w, xbar, means_old, has_prior, alpha, kappa, m0)
-    covs = np.empty((K, d, d))
     if has_prior and kappa > 0.0:  # B_k = W_k + κ N_k/(κ + N_k) (x̄_k − m0)(x̄_k − m0)ᵀ (eq. 4.3)
         for k in range(K):
+            c = 0 if shared else k
             shrink = kappa * n_w[k] / (kappa + n_w[k])
             for i in range(d):
                 for j in range(d):
-                    W[k, i, j] += shrink * (xbar[k, i] - m0[i]) * (xbar[k, j] - m0[j])
+                    W[c, i, j] += shrink * (xbar[k, i] - m0[i]) * (xbar[k, j] - m0[j])
     delta = 1.0 if (has_prior and kappa > 0.0) else 0.0
-    if shared:
-        total = np.zeros((d, d))
-        for k in range(K):
-            total += W[k]
-        count = n_w.sum()
-        if has_prior:  # Σ = (Ψ0 + Σ_k B_k) / (ν0 + N + d + 1 + K δ)            (eq. 4.4 tied)
-            cov = (psi[0] + total) / (nu + count + d + 1 + K * delta)
+    covs = np.empty((K, d, d))
+    for k in range(K):
+        if shared and k > 0:
+            covs[k] = covs[0]
+        elif shared:  # Σ = (Ψ0 + Σ_k B_k) / (ν0 + N + d + 1 + K δ)                  (eq. 4.4 tied)
+            covs[0] = ((psi[0] + W[0]) / (nu + n_w.sum() + d + 1 + K * delta) if has_prior
+                       else W[0] / n_w.sum())
+        elif has_prior:  # Σ_k = (Ψ0 + B_k) / (ν0 + N_k + d + 1 + δ)                  (eq. 4.4 full)
+            covs[k] = (psi[k] + W[k]) / (nu + n_w[k] + d + 1 + delta)
         else:
-            cov = total / count
-        for k in range(K):
-            covs[k] = cov
-    else:
-        for k in range(K):
-            if has_prior:  # Σ_k = (Ψ0 + B_k) / (ν0 + N_k + d + 1 + δ)              (eq. 4.4 full)
-                covs[k] = (psi[k] + W[k]) / (nu + n_w[k] + d + 1 + delta)
-            else:
-                covs[k] = W[k] / n_w[k]
+            covs[k] = W[k] / n_w[k]
     return weights, means, covs
 
 
@@ -768,7 +812,7 @@ def em_map_dense(X, center, inv_scale, w, rows, weights, means, L, U, log_det, s
                                     psi_chol, psi_log_det, shared)
     new_w, new_m, new_c = mstep_dense(n_k, s1, M, omega, means, L, has_prior, alpha, kappa,
                                       m0, nu, psi, shared)
-    new_L, new_U, new_ld, bad = factor_dense(new_c)
+    new_L, new_U, new_ld, bad = factor_dense(new_c, shared)
     packed = pack_dense(new_w, new_m, new_L) if bad < 0 else np.empty(0)
     return log_post, omega * ll, n_k, new_w, new_m, new_c, new_L, new_U, new_ld, bad, packed
 
@@ -799,3 +843,85 @@ def max_abs_difference(a, b):
     for i in range(a.shape[0]):
         out = max(out, abs(a[i] - b[i]))
     return out
+
+
+# ============================================================================ Ward agglomeration
+@njit(**_JIT)
+def _ward_nearest(a, centroids, masses, active, avoid):
+    """The active cluster b ≠ a minimising the Ward cost m_a m_b/(m_a + m_b)‖c_a − c_b‖²; ties
+    go to ``avoid`` (the chain's previous element, which guarantees termination), then to the
+    lowest index."""
+    n, d = centroids.shape
+    best, best_cost = -1, np.inf
+    for b in range(n):
+        if not active[b] or b == a:
+            continue
+        dist = 0.0
+        for j in range(d):
+            t = centroids[a, j] - centroids[b, j]
+            dist += t * t
+        cost = masses[a] * masses[b] / (masses[a] + masses[b]) * dist
+        if cost < best_cost or (cost == best_cost and b == avoid):
+            best, best_cost = b, cost
+    return best
+
+
+@njit(**_JIT)
+def ward_chain(Y, masses, K):
+    """Ward agglomeration of the rows of Y (initial masses > 0), cut at K clusters.
+
+    The nearest-neighbour chain (Murtagh 1983) builds the whole Ward hierarchy in O(n² d) time
+    and O(n d) memory, but merges out of height order; the K-cluster cut is the partition made
+    by the n − K lowest merges, replayed in height order.  Returns one cluster id (a
+    representative row) per row.
+    """
+    n, d = Y.shape
+    centroids = Y.copy()
+    mass = masses.copy()
+    active = np.ones(n, dtype=np.bool_)
+    chain = np.empty(n, dtype=np.int64)
+    merged = np.empty((max(n - 1, 0), 2), dtype=np.int64)
+    height = np.empty(max(n - 1, 0))
+    top, done = 0, 0
+    while done < n - 1:
+        if top == 0:
+            for a in range(n):
+                if active[a]:
+                    chain[0] = a
+                    top = 1
+                    break
+        a = chain[top - 1]
+        previous = chain[top - 2] if top >= 2 else -1
+        b = _ward_nearest(a, centroids, mass, active, previous)
+        if b == previous:  # reciprocal nearest neighbours: merge b into a
+            dist = 0.0
+            for j in range(d):
+                t = centroids[a, j] - centroids[b, j]
+                dist += t * t
+            height[done] = mass[a] * mass[b] / (mass[a] + mass[b]) * dist
+            merged[done, 0], merged[done, 1] = a, b
+            total = mass[a] + mass[b]
+            for j in range(d):
+                centroids[a, j] = (mass[a] * centroids[a, j] + mass[b] * centroids[b, j]) / total
+            mass[a] = total
+            active[b] = False
+            done += 1
+            top -= 2
+        else:
+            chain[top] = b
+            top += 1
+    parent = np.arange(n)
+    for m in np.argsort(height, kind="mergesort")[:n - K]:  # the n − K lowest merges
+        ra, rb = merged[m, 0], merged[m, 1]
+        while parent[ra] != ra:
+            ra = parent[ra]
+        while parent[rb] != rb:
+            rb = parent[rb]
+        parent[rb] = ra
+    labels = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        root = i
+        while parent[root] != root:
+            root = parent[root]
+        labels[i] = root
+    return labels

@@ -47,9 +47,13 @@ ACCELERATIONS = ("squarem", None)
 #: SQUAREM's step-length cap starts at 1 and is multiplied or divided by this (Varadhan &
 #: Roland 2008; shrunk after any rejected extrapolation, not only a capped one) ...
 _STEP_FACTOR = 4.0
-#: ... up to this (caps of 16, 256 and none needed the same EM-map evaluations on Old
-#: Faithful and iris; an unbounded cap overflows on long runs at the fixed point)
-_MAX_STEP = 256.0
+#: ... up to this.  S3's step is ≈ 1/(1 − ρ): longer steps are taken only where EM drifts
+#: with ρ ≈ 1, far from any fixed point, and there they carried EM into other basins
+#: (benchmarks/results/squarem.md: with a cap of 256, 10 of 80 starts ended elsewhere)
+_MAX_STEP = 8.0
+#: extrapolate only in EM's linear regime: the last two plain steps point the same way
+#: (cosine at least this) and shrink, in this cycle and the one before
+_COLLINEAR = 0.99
 
 
 class ConvergenceWarning(UserWarning):
@@ -113,11 +117,24 @@ def _accept(log_post: float, log_post0: float, residual: float, step0: float) ->
     return log_post >= log_post0 - rounding and residual <= step0
 
 
+def _linear_regime(r: np.ndarray, step: np.ndarray, previous_rate: float) -> tuple[bool, float]:
+    """Whether two plain EM steps r and then ``step`` look like EM's linear (geometrically
+    contracting) regime near a fixed point — where SQUAREM's extrapolation is justified — and
+    their rate ‖step‖/‖r‖."""
+    rr, ss = float(r @ r), float(step @ step)
+    if not rr > 0:
+        return False, 0.0
+    rate = math.sqrt(ss / rr)
+    cosine = float(r @ step) / math.sqrt(rr * ss) if ss > 0 else 1.0
+    return cosine >= _COLLINEAR and rate < 1.0 and previous_rate < 1.0, rate
+
+
 def _run_squarem(engine: Engine, state: State, tol: float, max_iter: int) -> _Run:
-    """SQUAREM (S3) with a monotone safeguard: the extrapolated point θ' is kept (after one
-    stabilising EM step) only if :func:`_accept` allows; otherwise the plain EM iterate
-    F(F(θ0)) is, and the step-length cap shrinks.  Each cycle costs three EM-map evaluations."""
-    history, n_iter, step_max = [], 0, 1.0
+    """SQUAREM (S3) kept in plain EM's basin and monotone: extrapolate only in the linear
+    regime (:func:`_linear_regime`) with a capped step; keep the extrapolated point θ' (after one
+    stabilising EM step) only if :func:`_accept` allows, else the plain iterate F(F(θ0)), and
+    shrink the cap.  A cycle costs two or three EM-map evaluations."""
+    history, n_iter, step_max, previous_rate = [], 0, 1.0, np.inf
     while True:
         first, log_post0, log_lik0 = engine.em_map(state)
         history.append(log_post0)
@@ -132,6 +149,10 @@ def _run_squarem(engine: Engine, state: State, tol: float, max_iter: int) -> _Ru
         if converged or n_iter >= max_iter:  # F(θ1) was evaluated for log p(θ1) and the step
             history.append(log_post1)
             return _Run(first, log_lik1, history, n_iter - 1, converged)
+        linear, previous_rate = _linear_regime(r, step, previous_rate)
+        if not linear:
+            state = second
+            continue
         vv = float(v @ v)
         alpha = min(step_max, max(1.0, math.sqrt(float(r @ r) / vv))) if vv > 0 else step_max
         accepted = False
@@ -153,6 +174,13 @@ def _run_squarem(engine: Engine, state: State, tol: float, max_iter: int) -> _Ru
 
 
 _RUNS = {"squarem": _run_squarem, None: _run_plain}
+#: emEM (Biernacki, Celeux & Govaert 2003): short runs from many starts, the best continued.
+#: EM-map evaluations of each short run, and how many short runs are continued to convergence
+_SHORT_RUN = 10
+_CONTINUED = 3
+#: starts of the random methods when n_init is not given: restarts of "kmeans++"/"random", or
+#: random short runs of "emem"/"auto"
+_DEFAULT_N_INIT = {"kmeans++": 1, "random": 1, "hc": 1, "emem": 20, "auto": 20}
 _BLAS = []
 
 
@@ -162,6 +190,48 @@ def _one_blas_thread():
     if not _BLAS:
         _BLAS.append(ThreadpoolController())
     return _BLAS[0].limit(limits=1, user_api="blas")
+
+
+def _short_runs(engine: Engine, X, K: int, init: str, n_init: int, rng, w, run_em):
+    """emEM's candidates: ``n_init`` random starts and one k-means++ start (and, for "auto",
+    the deterministic "hc" start), each run for a few EM steps; the best few end states, by
+    log posterior, to be continued.  A start that breaks down (maximum likelihood with an
+    emptied component) is dropped."""
+    sources = [("hc", 1)] if init == "auto" else []
+    sources += [("kmeans++", 1), ("random", n_init)]
+    runs = []
+    for method, count in sources:
+        for R in start_methods.responsibility_starts(X, K, method, count, rng, w):
+            try:
+                runs.append(run_em(engine, engine.start_from_responsibilities(R), 0.0,
+                                   _SHORT_RUN))
+            except SingularCovarianceError:
+                continue
+    if not runs:
+        raise SingularCovarianceError(None, "every start broke down in its first EM steps")
+    runs.sort(key=lambda run: run.log_posterior, reverse=True)
+    return [run.state for run in runs[:_CONTINUED]]
+
+
+def _starting_states(init, engine: Engine, X, K: int, n_init: int, rng, w, run_em, coords,
+                     structure):
+    """The states EM runs from, each to convergence (made lazily)."""
+    n, d = X.shape
+    if isinstance(init, str):
+        if init not in start_methods.START_METHODS:
+            raise ValueError(f"init={init!r} is not a method; use one of "
+                             f"{start_methods.START_METHODS}, an (n_samples, K) responsibility "
+                             "matrix, or initial parameters")
+        if init in ("emem", "auto"):
+            yield from _short_runs(engine, X, K, init, n_init, rng, w, run_em)
+            return
+        for R in start_methods.responsibility_starts(X, K, init, n_init, rng, w):
+            yield engine.start_from_responsibilities(R)
+    elif isinstance(init, (np.ndarray, list, tuple)):
+        yield engine.start_from_responsibilities(start_methods.check_responsibilities(init, n,
+                                                                                      K))
+    else:
+        yield engine.from_params(coords.to_working(_check_params(init, K, d, structure)))
 
 
 def _singular_error(exc: SingularCovarianceError, K: int, covariance: str) -> ValueError:
@@ -194,7 +264,8 @@ def _check_params(init, K: int, d: int, structure: CovarianceStructure) -> Mixtu
 
 
 def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
-            init="kmeans++", n_init: int = 1, tol: float = 1e-8, max_iter: int = 1000,
+            init="kmeans++", n_init: int | None = None, tol: float = 1e-8,
+            max_iter: int = 1000,
             sample_weight=None, random_state=None, n_threads: int = 1,
             acceleration: str | None = "squarem", warn_convergence: bool = True):
     """Fit a Gaussian mixture by MAP-EM (maximum a posteriori under the conjugate prior).
@@ -210,12 +281,16 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
         The prior; a string builds :func:`default_prior` with that style from X.  ``None`` runs
         plain maximum-likelihood EM, which stops with an error if a covariance becomes singular.
     init : str, array (n_samples, K), or parameters
-        A start method (:data:`bayesgmm.starts.START_METHODS`); a responsibility matrix (EM
-        then starts with an M-step, as mclust's ``me(z=)``); or parameters (a mapping or object
-        with ``weights``, ``means``, ``covariances``, e.g. another fit), which start with an
-        E-step.
-    n_init : int
-        Starts for the random methods, each run to convergence; the fit with the highest log
+        A start method: ``"kmeans++"``, ``"random"``, ``"hc"`` (deterministic model-based
+        hierarchical agglomeration, as mclust), ``"emem"`` (short EM runs from many starts, the
+        best few continued; Biernacki, Celeux & Govaert 2003) or ``"auto"`` (emEM with the
+        "hc" start among the candidates); see :mod:`bayesgmm.starts`.  Or a responsibility
+        matrix (EM then starts with an M-step, as mclust's ``me(z=)``), or parameters (a
+        mapping or object with ``weights``, ``means``, ``covariances``, e.g. another fit),
+        which start with an E-step.
+    n_init : int, optional
+        For "kmeans++" and "random", the starts, each run to convergence (default 1); for
+        "emem" and "auto", the random short runs (default 20).  The fit with the highest log
         posterior is kept.
     tol : float
         EM stops when its estimated distance to the fixed point — the last plain EM step,
@@ -250,7 +325,7 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
     K = check_n_components(n_components, n)
     structure = get_structure(covariance)
     w = check_sample_weight(sample_weight, n)
-    n_init = check_positive_int(n_init, "n_init")
+    n_init = None if n_init is None else check_positive_int(n_init, "n_init")
     max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
     n_threads = check_positive_int(n_threads, "n_threads")
     tol = check_tolerance(tol)
@@ -259,7 +334,7 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
                          f"{acceleration!r}")
     rng = np.random.default_rng(check_random_state(random_state))
     coords = working_coordinates(X, w)
-    prior = resolve_prior(prior, X, K, structure.name)
+    prior = resolve_prior(prior, X, K, structure.name, sample_weight=w)
     if prior is not None and np.any(prior.concentration_for(K) < 1):
         raise ValueError(
             "MAP-EM needs concentration α_k ≥ 1 (for α_k < 1 the posterior mode of π lies on "
@@ -268,32 +343,21 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
     working_prior = None if prior is None else prior.rescaled(coords.center, coords.scale)
     engine = Engine(X, w, structure, K, coords, working_prior, n_threads=n_threads)
 
-    if isinstance(init, str):
-        if init not in start_methods.START_METHODS:
-            raise ValueError(f"init={init!r} is not a method; use one of "
-                             f"{start_methods.START_METHODS}, an (n_samples, K) responsibility "
-                             "matrix, or initial parameters")
-        starts = (lambda R=R: engine.start_from_responsibilities(R)
-                  for R in start_methods.responsibility_starts(X, K, init, n_init, rng, w))
-    elif isinstance(init, (np.ndarray, list, tuple)):
-        R = start_methods.check_responsibilities(init, n, K)
-        starts = iter([lambda: engine.start_from_responsibilities(R)])
-    else:
-        params = coords.to_working(_check_params(init, K, d, structure))
-        starts = iter([lambda: engine.from_params(params)])
-
     run_em = _RUNS[acceleration]
+    if n_init is None:
+        n_init = _DEFAULT_N_INIT.get(init, 1) if isinstance(init, str) else 1
     best = None
     with _one_blas_thread():
-        for make_start in starts:
-            try:
-                run = run_em(engine, make_start(), tol, max_iter)
-            except SingularCovarianceError as exc:
-                if prior is None:
-                    raise _singular_error(exc, K, structure.name) from None
-                raise
-            if best is None or run.log_posterior > best.log_posterior:
-                best = run
+        try:
+            for start in _starting_states(init, engine, X, K, n_init, rng, w, run_em, coords,
+                                          structure):
+                run = run_em(engine, start, tol, max_iter)
+                if best is None or run.log_posterior > best.log_posterior:
+                    best = run
+        except SingularCovarianceError as exc:
+            if prior is None:
+                raise _singular_error(exc, K, structure.name) from None
+            raise
     if warn_convergence and not best.converged:
         warnings.warn(
             f"EM did not converge in max_iter={max_iter} EM steps (estimated distance to the "

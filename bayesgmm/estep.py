@@ -134,7 +134,8 @@ class State(NamedTuple):
 class Stats(NamedTuple):
     """One E-pass's sufficient statistics (weights divided by the weight scale), whitened about
     the pass's means: N_k (3.1), s1 = Σ w r y (3.2), moment = Σ w r y yᵀ (dense, (K, d, d)) or
-    Σ w r y² (diagonal, (K, d)) (3.3)."""
+    Σ w r y² (diagonal, (K, d)) (3.3).  For a shared factor (tied) moment[0] holds the sum over
+    components and the other entries are zero."""
 
     log_likelihood: float
     n_k: np.ndarray
@@ -206,7 +207,9 @@ class Engine:
         self.w = (np.empty(0) if sample_weight is None
                   else np.ascontiguousarray(sample_weight / coords.weight_scale))
         self.omega = coords.weight_scale
-        per_row = K * (self.d + 3) if structure.kernel == "dense" else K + 2 * self.d + 4
+        factors = K if structure.per_component else 1
+        per_row = (factors * (self.d + 3) + K if structure.kernel == "dense"
+                   else K + 2 * self.d + 4)
         self.rows = chunk_rows or max(16, _CHUNK_VALUES[structure.kernel] // per_row)
         self.n_threads = max(1, min(n_threads, self.n // self.rows))
         self.center = np.ascontiguousarray(coords.center, dtype=float)
@@ -236,8 +239,10 @@ class Engine:
 
     def state(self, weights, means, covs) -> State:
         """Factor kernel-layout covariances; raises :class:`SingularCovarianceError`."""
-        factor = self.k.factor_dense if self.dense else self.k.factor_diagonal
-        L, U, log_det, bad = factor(covs)
+        if self.dense:
+            L, U, log_det, bad = self.k.factor_dense(covs, not self.structure.per_component)
+        else:
+            L, U, log_det, bad = self.k.factor_diagonal(covs)
         if bad >= 0:
             raise self._singular(bad)
         return State(weights, means, covs, L, U, log_det)

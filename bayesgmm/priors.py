@@ -23,6 +23,7 @@ from ._validation import (
     check_data,
     check_magnitude,
     check_n_components,
+    check_sample_weight,
     check_spd,
     check_symmetric,
     column_moments,
@@ -297,10 +298,15 @@ def invwishart_logpdf(cov_factor, dof, scale_factor, ops=NUMPY_OPS):
             - multigammaln(0.5 * dof, b, ops) - 0.5 * (dof + b + 1) * log_det_cov - 0.5 * trace)
 
 
-def _data_covariance(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _data_covariance(X: np.ndarray, sample_weight: np.ndarray | None = None
+                     ) -> tuple[np.ndarray, np.ndarray]:
     """Column means and cov(X) (n − 1 denominator), made positive definite when the data do not
     span R^d.
 
+    With sample weights the moments are weighted, the weights read as frequencies: the mean
+    Σ w x / Σ w and the covariance Σ w (x − x̄)(x − x̄)ᵀ / (Σ w − 1), so that integer weights
+    give exactly what the rows repeated give.  Weights summing to at most 1 (normalised weights)
+    are not frequencies; their covariance divides by Σ w.
     The covariance is computed on X centred and divided by a power of two near its spread, so
     it is accurate at any magnitude whose square float64 holds (else a ValueError names it).
     With n ≤ d only the diagonal is kept, as mclust does.  Constant or collinear columns leave
@@ -312,7 +318,18 @@ def _data_covariance(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     center, spread = column_moments(X)
     check_magnitude(spread, "the data's spread (root mean column variance)")
     s = power_of_two(spread) if spread > 0 else 1.0
-    cov = np.atleast_2d(np.cov((X - center) / s, rowvar=False)) * (s * s)
+    Z = (X - center) / s
+    if sample_weight is None:
+        cov = np.atleast_2d(np.cov(Z, rowvar=False)) * (s * s)
+    else:
+        total = float(sample_weight.sum())
+        u = sample_weight / power_of_two(sample_weight.max())  # exact; Σ u z stays finite
+        shift = u @ Z / u.sum()
+        centred = Z - shift
+        scatter = (centred * u[:, None]).T @ centred * (total / u.sum())
+        cov = np.atleast_2d(scatter / (total - 1.0 if total > 1.0 else total)) * (s * s)
+        center = center + s * shift
+        n = int(np.count_nonzero(sample_weight))
     if n <= d:
         cov = np.diag(np.diag(cov))
     mean_var = np.trace(cov) / d
@@ -331,7 +348,8 @@ def _data_covariance(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return center, cov
 
 
-def default_prior(X, n_components: int, covariance: str = "full", style: str = "default") -> GMMPrior:
+def default_prior(X, n_components: int, covariance: str = "full", style: str = "default", *,
+                  sample_weight=None) -> GMMPrior:
     """The data-scaled default prior of Fraley & Raftery (2007), as mclust's ``priorControl()``.
 
     κ0 = 0.01, m0 = column means, ν0 = d + 2, α = 1, and Ψ0 = cov(X) / K^(2/d) (n − 1
@@ -346,6 +364,9 @@ def default_prior(X, n_components: int, covariance: str = "full", style: str = "
     n_components : int
     covariance : {"full", "tied", "diag", "spherical"}
     style : {"default", "mclust"}
+    sample_weight : array-like, shape (n_samples,), optional
+        Frequency weights: the mean and covariance are weighted, and integer weights give the
+        prior of the rows repeated.
 
     Returns
     -------
@@ -355,11 +376,12 @@ def default_prior(X, n_components: int, covariance: str = "full", style: str = "
     n, d = X.shape
     K = check_n_components(n_components, n)
     structure = get_structure(covariance)
+    w = check_sample_weight(sample_weight, n)
     if style not in ("default", "mclust"):
         raise ValueError(f"style must be 'default' or 'mclust', got {style!r}")
     if n < 2:
         raise ValueError("a data-scaled prior needs at least 2 samples to estimate a covariance")
-    center, cov = _data_covariance(X)
+    center, cov = _data_covariance(X, w)
     scale = structure.default_scale(cov, style) * K ** (-2.0 / d)
     return GMMPrior(mean=center, shrinkage=0.01, dof=d + 2, scale=scale,
                     concentration=1.0, covariance=structure.name)
@@ -394,11 +416,13 @@ def adjust_prior(prior: GMMPrior, setting: dict) -> GMMPrior:
 
 
 def resolve_prior(prior, X: np.ndarray, n_components: int, covariance: str,
-                  allow_none: bool = True) -> GMMPrior | None:
+                  allow_none: bool = True, sample_weight=None) -> GMMPrior | None:
     """A validated prior for a (K, d, covariance) model from a :class:`GMMPrior`, a
-    :func:`default_prior` style name ("default", "mclust") or None (no prior)."""
+    :func:`default_prior` style name ("default", "mclust"; weighted moments with
+    ``sample_weight``) or None (no prior)."""
     if isinstance(prior, str):
-        return default_prior(X, n_components, covariance, style=prior)
+        return default_prior(X, n_components, covariance, style=prior,
+                             sample_weight=sample_weight)
     if prior is None:
         if not allow_none:
             raise ValueError("the full posterior needs a proper prior: pass a GMMPrior, "
