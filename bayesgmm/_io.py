@@ -14,6 +14,10 @@ Two mechanisms serve every writer in the package:
   renames with signals blocked, and an interrupted one is restored on the next run.
 
 Created files and folders honour the umask.
+
+Fit files in netCDF are *sealed* (:func:`seal`): a SHA-256 of the file follows its last byte,
+where netCDF/HDF5 readers do not look, and :func:`unseal` checks it before any parser sees the
+bytes — a damaged file is named as such, never parsed (HDF5 can hang on some corrupted files).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import errno
+import hashlib
 import io
 import json
 import os
@@ -31,8 +36,8 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["MARKER", "PROVENANCE", "OutputFolderError", "atomic_write", "FolderWriter",
-           "check_output_folder", "publish_folder"]
+__all__ = ["MARKER", "PROVENANCE", "OutputFolderError", "DamagedFileError", "atomic_write",
+           "seal", "unseal", "FolderWriter", "check_output_folder", "publish_folder"]
 
 #: the file that proves a folder was written by bayesgmm (JSON: format, token, files)
 MARKER = ".bayesgmm-report.json"
@@ -130,6 +135,40 @@ def netcdf_bytes(dataset) -> bytes:
     buffer = io.BytesIO()
     dataset.to_netcdf(buffer, engine="h5netcdf")
     return buffer.getvalue()
+
+
+class DamagedFileError(ValueError):
+    """A sealed file whose checksum does not match its contents."""
+
+
+#: a sealed file ends with this, the SHA-256 of every byte before it in hex, and a newline
+_SEAL = b"\nbayesgmm-sha256:"
+_SEAL_LENGTH = len(_SEAL) + 64 + 1
+
+
+def seal(payload: bytes) -> bytes:
+    """``payload`` followed by its SHA-256 (which :func:`unseal` checks)."""
+    return payload + _SEAL + hashlib.sha256(payload).hexdigest().encode("ascii") + b"\n"
+
+
+def unseal(raw: bytes) -> bytes:
+    """The payload of a sealed file, after checking its checksum; the bytes of a file without
+    a seal (written elsewhere, or truncated) as they are, for the parser to judge.
+
+    Raises
+    ------
+    DamagedFileError
+        If the file is sealed and its checksum does not match.
+    """
+    trailer = raw[-_SEAL_LENGTH:]
+    if len(raw) < _SEAL_LENGTH or not (trailer.startswith(_SEAL) and trailer.endswith(b"\n")):
+        return raw
+    payload = raw[:-_SEAL_LENGTH]
+    if hashlib.sha256(payload).hexdigest().encode("ascii") != trailer[len(_SEAL):-1]:
+        raise DamagedFileError(
+            "is damaged: its SHA-256 checksum does not match its contents (it changed after "
+            "bayesgmm wrote it); restore it from a copy or refit")
+    return payload
 
 
 # ----------------------------------------------------------------------------- folders

@@ -860,8 +860,8 @@ def _ward_nearest(a, centroids, masses, active, avoid):
         for j in range(d):
             t = centroids[a, j] - centroids[b, j]
             dist += t * t
-        cost = masses[a] * masses[b] / (masses[a] + masses[b]) * dist
-        if cost < best_cost or (cost == best_cost and b == avoid):
+        cost = dist / (1.0 / masses[a] + 1.0 / masses[b])  # m_a m_b/(m_a + m_b), no overflow
+        if best < 0 or cost < best_cost or (cost == best_cost and b == avoid):
             best, best_cost = b, cost
     return best
 
@@ -898,12 +898,12 @@ def ward_chain(Y, masses, K):
             for j in range(d):
                 t = centroids[a, j] - centroids[b, j]
                 dist += t * t
-            height[done] = mass[a] * mass[b] / (mass[a] + mass[b]) * dist
+            height[done] = dist / (1.0 / mass[a] + 1.0 / mass[b])
             merged[done, 0], merged[done, 1] = a, b
-            total = mass[a] + mass[b]
+            share = mass[b] / (mass[a] + mass[b])
             for j in range(d):
-                centroids[a, j] = (mass[a] * centroids[a, j] + mass[b] * centroids[b, j]) / total
-            mass[a] = total
+                centroids[a, j] += share * (centroids[b, j] - centroids[a, j])
+            mass[a] += mass[b]
             active[b] = False
             done += 1
             top -= 2

@@ -16,7 +16,6 @@ import xarray as xr
 
 from . import _compat
 from ._validation import check_probability
-from .covariance import get_structure
 from .health import PARAMETERS, convergence_summary
 from .result import parameter_entries
 from .alignment import dense_draws, gaussian_kl

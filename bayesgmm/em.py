@@ -1,21 +1,18 @@
-"""MAP-EM for Gaussian mixtures under the conjugate prior of :mod:`bayesgmm.priors`.
+"""MAP-EM for Gaussian mixtures under the conjugate prior of :mod:`bayesgmm.priors`:
+:func:`fit_map`.
 
-Each EM-map evaluation F(θ) is one fused E-pass and one closed-form M-step
-(:class:`~bayesgmm.estep.Engine`).  The iteration is accelerated by SQUAREM (Varadhan & Roland
-2008, scheme S3): two EM steps define an extrapolation in an unconstrained parametrisation, which
-is stabilised by one more EM step and accepted only if the log posterior does not fall, so the
-sequence stays monotone and reaches the same fixed point as plain EM.  EM stops when the
-estimated distance to that fixed point — the last plain step divided by one minus its observed
-contraction rate — falls below ``tol``.  EM runs in working coordinates
-(:class:`~bayesgmm.estep.Coordinates`); the fit is equivariant under that change of units.
-Equations are numbered as in ``docs/derivation.md``.
+It checks its inputs, sets up the working coordinates (:class:`~bayesgmm.estep.Coordinates`;
+the fit is equivariant under that change of units) and the EM map
+(:class:`~bayesgmm.estep.Engine`), chooses starts (:mod:`bayesgmm.starts`,
+:mod:`bayesgmm.search`), runs the EM iteration from each (:mod:`bayesgmm.iteration`: plain EM
+or SQUAREM, to a fixed point) and returns the best as a :class:`~bayesgmm.MixtureFit` in the
+user's units.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
-from typing import Mapping, NamedTuple
+from typing import Mapping
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
@@ -35,152 +32,23 @@ from .covariance import (
     check_covariances,
     get_structure,
 )
-from .estep import Engine, MixtureParams, State, working_coordinates
+from . import search
+from . import starts as start_methods
+from .estep import Engine, MixtureParams, working_coordinates
+from .iteration import ACCELERATIONS, RUNS, Run
 from .priors import resolve_prior
 from .result import MixtureFit
-from . import starts as start_methods
 
 __all__ = ["fit_map", "ConvergenceWarning", "ACCELERATIONS"]
-
-#: the accelerations of the EM iteration: SQUAREM (default) or none (plain EM)
-ACCELERATIONS = ("squarem", None)
-#: SQUAREM's step-length cap starts at 1 and is multiplied or divided by this (Varadhan &
-#: Roland 2008; shrunk after any rejected extrapolation, not only a capped one) ...
-_STEP_FACTOR = 4.0
-#: ... up to this.  S3's step is ≈ 1/(1 − ρ): longer steps are taken only where EM drifts
-#: with ρ ≈ 1, far from any fixed point, and there they carried EM into other basins
-#: (benchmarks/results/squarem.md: with a cap of 256, 10 of 80 starts ended elsewhere)
-_MAX_STEP = 8.0
-#: extrapolate only in EM's linear regime: the last two plain steps point the same way
-#: (cosine at least this) and shrink, in this cycle and the one before
-_COLLINEAR = 0.99
-
 
 class ConvergenceWarning(UserWarning):
     """EM stopped at ``max_iter`` before its estimated distance to the fixed point fell below
     tol."""
 
 
-class _Run(NamedTuple):
-    """One EM run, in working coordinates."""
-
-    state: State
-    log_likelihood: float  # with the user's sample weights, working coordinates
-    history: list  # log posterior of every accepted iterate, never decreasing
-    n_iter: int  # EM-map evaluations (E-pass + M-step)
-    converged: bool
-
-    @property
-    def log_posterior(self) -> float:
-        return float(self.history[-1])
-
-
-#: a plain EM step this small (in working unconstrained coordinates) is rounding: the fixed
-#: point is reached as closely as float64 allows, whatever the contraction rate looks like
-_ROUNDING_STEP = 64 * np.finfo(float).eps
-
-
-def _converged(step: float, previous: float | None, tol: float) -> bool:
-    """The estimated distance to the fixed point, step / (1 − ρ̂) with ρ̂ = step / previous,
-    is below tol (a contraction: ρ̂ < 1), or the step is at the rounding floor."""
-    if tol == 0.0:
-        return False  # run every iteration asked for
-    if step <= _ROUNDING_STEP:
-        return True
-    if previous is None or not previous > 0:
-        return False
-    rate = step / previous
-    return rate < 1.0 and step / (1.0 - rate) < tol
-
-
-def _run_plain(engine: Engine, state: State, tol: float, max_iter: int) -> _Run:
-    history, n_iter, previous = [], 0, None
-    while True:
-        new, log_post, log_lik = engine.em_map(state)
-        history.append(log_post)
-        if n_iter >= max_iter:
-            return _Run(state, log_lik, history, n_iter, False)
-        step = engine.step(new, state)
-        if _converged(step, previous, tol):
-            return _Run(state, log_lik, history, n_iter, True)
-        state, previous, n_iter = new, step, n_iter + 1
-
-
-def _accept(log_post: float, log_post0: float, residual: float, step0: float) -> bool:
-    """Keep an extrapolated point θ' if it raises the log posterior by more than rounding; if
-    the change is within rounding (near the fixed point, where log p is flat), only if it also
-    brings EM closer to its fixed point: ‖F(θ') − θ'‖ ≤ ‖F(θ0) − θ0‖.  (Comparing log
-    posteriors alone lets the iterate wander ~√ε around the fixed point.)"""
-    rounding = 1e-12 * (1.0 + abs(log_post0))
-    if log_post > log_post0 + rounding:
-        return True
-    return log_post >= log_post0 - rounding and residual <= step0
-
-
-def _linear_regime(r: np.ndarray, step: np.ndarray, previous_rate: float) -> tuple[bool, float]:
-    """Whether two plain EM steps r and then ``step`` look like EM's linear (geometrically
-    contracting) regime near a fixed point — where SQUAREM's extrapolation is justified — and
-    their rate ‖step‖/‖r‖."""
-    rr, ss = float(r @ r), float(step @ step)
-    if not rr > 0:
-        return False, 0.0
-    rate = math.sqrt(ss / rr)
-    cosine = float(r @ step) / math.sqrt(rr * ss) if ss > 0 else 1.0
-    return cosine >= _COLLINEAR and rate < 1.0 and previous_rate < 1.0, rate
-
-
-def _run_squarem(engine: Engine, state: State, tol: float, max_iter: int) -> _Run:
-    """SQUAREM (S3) kept in plain EM's basin and monotone: extrapolate only in the linear
-    regime (:func:`_linear_regime`) with a capped step; keep the extrapolated point θ' (after one
-    stabilising EM step) only if :func:`_accept` allows, else the plain iterate F(F(θ0)), and
-    shrink the cap.  A cycle costs two or three EM-map evaluations."""
-    history, n_iter, step_max, previous_rate = [], 0, 1.0, np.inf
-    while True:
-        first, log_post0, log_lik0 = engine.em_map(state)
-        history.append(log_post0)
-        if n_iter >= max_iter:
-            return _Run(state, log_lik0, history, n_iter, False)
-        second, log_post1, log_lik1 = engine.em_map(first)
-        n_iter += 2
-        u0, u1, u2 = engine.pack(state), engine.pack(first), engine.pack(second)
-        r, step = u1 - u0, u2 - u1
-        v = step - r
-        converged = _converged(float(np.max(np.abs(step))), float(np.max(np.abs(r))), tol)
-        if converged or n_iter >= max_iter:  # F(θ1) was evaluated for log p(θ1) and the step
-            history.append(log_post1)
-            return _Run(first, log_lik1, history, n_iter - 1, converged)
-        linear, previous_rate = _linear_regime(r, step, previous_rate)
-        if not linear:
-            state = second
-            continue
-        vv = float(v @ v)
-        alpha = min(step_max, max(1.0, math.sqrt(float(r @ r) / vv))) if vv > 0 else step_max
-        accepted = False
-        try:
-            extrapolated = engine.unpack(u0 + 2.0 * alpha * r + alpha * alpha * v)
-            stabilised, log_post_x, _ = engine.em_map(extrapolated)
-            n_iter += 1
-            residual = engine.step(stabilised, extrapolated)
-            accepted = _accept(log_post_x, log_post0, residual, float(np.max(np.abs(r))))
-        except SingularCovarianceError:
-            pass
-        if accepted:
-            state = stabilised
-            if alpha == step_max:
-                step_max = min(step_max * _STEP_FACTOR, _MAX_STEP)
-        else:
-            state = second
-            step_max = max(1.0, step_max / _STEP_FACTOR)
-
-
-_RUNS = {"squarem": _run_squarem, None: _run_plain}
-#: emEM (Biernacki, Celeux & Govaert 2003): short runs from many starts, the best continued.
-#: EM-map evaluations of each short run, and how many short runs are continued to convergence
-_SHORT_RUN = 10
-_CONTINUED = 3
 #: starts of the random methods when n_init is not given: restarts of "kmeans++"/"random", or
 #: random short runs of "emem"/"auto"
-_DEFAULT_N_INIT = {"kmeans++": 1, "random": 1, "hc": 1, "emem": 20, "auto": 20}
+_DEFAULT_N_INIT = {"kmeans++": 1, "random": 1, "hc": 1, "emem": 50, "auto": 50}
 _BLAS = []
 
 
@@ -192,39 +60,39 @@ def _one_blas_thread():
     return _BLAS[0].limit(limits=1, user_api="blas")
 
 
-def _short_runs(engine: Engine, X, K: int, init: str, n_init: int, rng, w, run_em):
-    """emEM's candidates: ``n_init`` random starts and one k-means++ start (and, for "auto",
-    the deterministic "hc" start), each run for a few EM steps; the best few end states, by
-    log posterior, to be continued.  A start that breaks down (maximum likelihood with an
-    emptied component) is dropped."""
-    sources = [("hc", 1)] if init == "auto" else []
-    sources += [("kmeans++", 1), ("random", n_init)]
-    runs = []
-    for method, count in sources:
-        for R in start_methods.responsibility_starts(X, K, method, count, rng, w):
-            try:
-                runs.append(run_em(engine, engine.start_from_responsibilities(R), 0.0,
-                                   _SHORT_RUN))
-            except SingularCovarianceError:
-                continue
-    if not runs:
-        raise SingularCovarianceError(None, "every start broke down in its first EM steps")
-    runs.sort(key=lambda run: run.log_posterior, reverse=True)
-    return [run.state for run in runs[:_CONTINUED]]
+def _search(engine: Engine, init: str, n_init: int, rng, w, run_em, tol, max_iter) -> Run:
+    """"emem" and "auto" (:mod:`bayesgmm.search`): emEM's candidates run to convergence, and
+    for "auto" the local search over modes — on a random subsample of at most
+    :data:`~bayesgmm.search.SEARCH_ROWS` rows, EM then finishing on all rows."""
+    searching, n = engine, engine.n
+    if n > search.SEARCH_ROWS:
+        rows = np.sort(rng.choice(n, search.SEARCH_ROWS, replace=False))
+        searching = Engine(np.ascontiguousarray(engine.X[rows]), None if w is None else w[rows],
+                           engine.structure, engine.K, engine.coords, engine.prior)
+    Xs = searching.X
+    ws = None if searching.w.size == 0 else searching.w * engine.coords.weight_scale
+    candidates = search.emem_candidates(searching, Xs, engine.K, n_init, rng, ws, run_em,
+                                        include_hc=init == "auto")
+    best = max((run_em(searching, state, tol, max_iter) for state in candidates),
+               key=lambda run: run.log_posterior)
+    if init == "auto":
+        best = search.improve(searching, best, run_em, tol, max_iter)
+    return best if searching is engine else run_em(engine, best.state, tol, max_iter)
 
 
-def _starting_states(init, engine: Engine, X, K: int, n_init: int, rng, w, run_em, coords,
+def _in_canonical_order(params: MixtureParams, structure) -> MixtureParams:
+    """Components ordered by their means, first feature first (a search may reach the same
+    mode with its components in any order; this makes the order reproducible)."""
+    order = np.lexsort(params.means.T[::-1])
+    covariances = params.covariances[order] if structure.per_component else params.covariances
+    return MixtureParams(params.weights[order], params.means[order], covariances)
+
+
+def _starting_states(init, engine: Engine, X, K: int, n_init: int, rng, w, coords,
                      structure):
     """The states EM runs from, each to convergence (made lazily)."""
     n, d = X.shape
     if isinstance(init, str):
-        if init not in start_methods.START_METHODS:
-            raise ValueError(f"init={init!r} is not a method; use one of "
-                             f"{start_methods.START_METHODS}, an (n_samples, K) responsibility "
-                             "matrix, or initial parameters")
-        if init in ("emem", "auto"):
-            yield from _short_runs(engine, X, K, init, n_init, rng, w, run_em)
-            return
         for R in start_methods.responsibility_starts(X, K, init, n_init, rng, w):
             yield engine.start_from_responsibilities(R)
     elif isinstance(init, (np.ndarray, list, tuple)):
@@ -264,7 +132,7 @@ def _check_params(init, K: int, d: int, structure: CovarianceStructure) -> Mixtu
 
 
 def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
-            init="kmeans++", n_init: int | None = None, tol: float = 1e-8,
+            init="auto", n_init: int | None = None, tol: float = 1e-8,
             max_iter: int = 1000,
             sample_weight=None, random_state=None, n_threads: int = 1,
             acceleration: str | None = "squarem", warn_convergence: bool = True):
@@ -281,16 +149,18 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
         The prior; a string builds :func:`default_prior` with that style from X.  ``None`` runs
         plain maximum-likelihood EM, which stops with an error if a covariance becomes singular.
     init : str, array (n_samples, K), or parameters
-        A start method: ``"kmeans++"``, ``"random"``, ``"hc"`` (deterministic model-based
-        hierarchical agglomeration, as mclust), ``"emem"`` (short EM runs from many starts, the
-        best few continued; Biernacki, Celeux & Govaert 2003) or ``"auto"`` (emEM with the
-        "hc" start among the candidates); see :mod:`bayesgmm.starts`.  Or a responsibility
+        A start method: ``"auto"`` (default: emEM with the "hc" start among its candidates,
+        then a local search over modes — :mod:`bayesgmm.search`), ``"emem"`` (short EM runs
+        from many starts, the best few continued; Biernacki, Celeux & Govaert 2003),
+        ``"hc"`` (deterministic model-based hierarchical agglomeration, as mclust),
+        ``"kmeans++"`` or ``"random"`` (:mod:`bayesgmm.starts`).  Or a responsibility
         matrix (EM then starts with an M-step, as mclust's ``me(z=)``), or parameters (a
         mapping or object with ``weights``, ``means``, ``covariances``, e.g. another fit),
-        which start with an E-step.
+        which start with an E-step.  After "auto" and "emem" the components are ordered by
+        their means (first feature first); otherwise they keep the order of the start.
     n_init : int, optional
         For "kmeans++" and "random", the starts, each run to convergence (default 1); for
-        "emem" and "auto", the random short runs (default 20).  The fit with the highest log
+        "emem" and "auto", the random short runs (default 50).  The fit with the highest log
         posterior is kept.
     tol : float
         EM stops when its estimated distance to the fixed point — the last plain EM step,
@@ -329,7 +199,7 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
     max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
     n_threads = check_positive_int(n_threads, "n_threads")
     tol = check_tolerance(tol)
-    if acceleration not in _RUNS:
+    if acceleration not in RUNS:
         raise ValueError(f"acceleration must be 'squarem' or None (plain EM), got "
                          f"{acceleration!r}")
     rng = np.random.default_rng(check_random_state(random_state))
@@ -343,14 +213,20 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
     working_prior = None if prior is None else prior.rescaled(coords.center, coords.scale)
     engine = Engine(X, w, structure, K, coords, working_prior, n_threads=n_threads)
 
-    run_em = _RUNS[acceleration]
+    if isinstance(init, str) and init not in start_methods.START_METHODS:
+        raise ValueError(f"init={init!r} is not a method; use one of "
+                         f"{start_methods.START_METHODS}, an (n_samples, K) responsibility "
+                         "matrix, or initial parameters")
+    run_em = RUNS[acceleration]
     if n_init is None:
         n_init = _DEFAULT_N_INIT.get(init, 1) if isinstance(init, str) else 1
     best = None
     with _one_blas_thread():
         try:
-            for start in _starting_states(init, engine, X, K, n_init, rng, w, run_em, coords,
-                                          structure):
+            if isinstance(init, str) and init in ("emem", "auto"):
+                best = _search(engine, init, n_init, rng, w, run_em, tol, max_iter)
+            for start in ([] if best else _starting_states(init, engine, X, K, n_init, rng,
+                                                           w, coords, structure)):
                 run = run_em(engine, start, tol, max_iter)
                 if best is None or run.log_posterior > best.log_posterior:
                     best = run
@@ -368,6 +244,8 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
     lp_offset = ll_offset + (0.0 if prior is None
                              else coords.log_prior_offset(structure, K, d, prior))
     params = coords.to_data(engine.params(best.state))
+    if isinstance(init, str) and init in ("emem", "auto"):
+        params = _in_canonical_order(params, structure)
     return MixtureFit(
         weights=params.weights, means=params.means, covariances=params.covariances,
         covariance_type=structure.name, prior=prior,

@@ -377,17 +377,28 @@ class Engine:
         return self.m_step(self.estep(pivot, resp), pivot)
 
 
-def joint_log_density(X: np.ndarray, params: MixtureParams, covariance: str) -> np.ndarray:
-    """log π_k + log N(x_n | μ_k, Σ_k) for every row and component, shape (N, K).
+#: rows per block of :func:`joint_log_density`
+_PREDICT_ROWS = 8192
+
+
+def joint_log_density(X: np.ndarray, params: MixtureParams, covariance: str,
+                      rows: int = _PREDICT_ROWS):
+    """log π_k + log N(x_n | μ_k, Σ_k) for every row and component, in blocks.
 
     Evaluated in the model's own working coordinates (:func:`model_coordinates`), so it is
     accurate whatever the magnitude of X and of the parameters.
+
+    Yields
+    ------
+    (first_row, ndarray of shape (rows, K)) for consecutive blocks of X
     """
     structure = get_structure(covariance)
     coords = model_coordinates(params, structure)
     K = len(params.weights)
-    engine = Engine(X, None, structure, K, coords)
-    with np.errstate(over="ignore", invalid="ignore"):
-        out = engine.log_prob(engine.from_params(coords.to_working(params)))
-    out += coords.log_density_offset(X.shape[1])
-    return out
+    offset = coords.log_density_offset(X.shape[1])
+    for a in range(0, len(X), rows):
+        block = X[a:a + rows]
+        engine = Engine(block, None, structure, K, coords)
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = engine.log_prob(engine.from_params(coords.to_working(params)))
+        yield a, out + offset

@@ -20,8 +20,8 @@ class MAPGaussianMixture(DensityMixin, BaseEstimator):
     ``n_iter_``, ``lower_bound_`` (the log posterior) and ``n_features_in_``.
     """
 
-    def __init__(self, n_components=1, *, covariance="full", prior="default", init="kmeans++",
-                 n_init=1, tol=1e-8, max_iter=1000, random_state=None, n_threads=1):
+    def __init__(self, n_components=1, *, covariance="full", prior="default", init="auto",
+                 n_init=None, tol=1e-8, max_iter=1000, random_state=None, n_threads=1):
         self.n_components = n_components
         self.covariance = covariance
         self.prior = prior

@@ -263,8 +263,8 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
     X, n_components, covariance, prior
         As for :func:`build_model`.
     init : MixtureFit, optional
-        Starting point for every chain; by default ``fit_map`` is run (4 restarts, seeded by
-        ``random_seed``).  Starting all chains at one mode keeps them in one labelling.
+        Starting point for every chain; by default ``fit_map`` is run (its default search,
+        seeded by ``random_seed``).  Starting all chains at one mode keeps them in one labelling.
     draws, tune, chains : int
         Kept draws and tuning steps per chain; number of chains.
     cores : int, optional
@@ -304,7 +304,7 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
     n, d = X.shape
     _check_memory(draws, chains, n + K * (d + 1) + int(np.prod(structure.shape(K, d))))
     if init is None:
-        init = fit_map(X, K, structure.name, prior=prior, n_init=4, tol=1e-10, max_iter=5000,
+        init = fit_map(X, K, structure.name, prior=prior, tol=1e-10, max_iter=5000,
                        random_state=random_seed, warn_convergence=False)
     init = _check_init(init, K, X.shape[1], structure.name)
     model = build_model(data, K, structure.name, prior, noncentred_means=noncentred_means)

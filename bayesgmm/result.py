@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from scipy.special import logsumexp
 
-from ._io import atomic_write, netcdf_bytes
+from ._io import DamagedFileError, atomic_write, netcdf_bytes, seal, unseal
 from ._validation import check_data, check_positive_int, readonly_array
 from .covariance import STRUCTURES, check_covariances, get_structure
 from .estep import MixtureParams, joint_log_density
@@ -109,33 +109,36 @@ class MixtureFit:
         return K - 1 + K * d + get_structure(self.covariance_type).n_parameters(K, d)
 
     # ------------------------------------------------------------------ prediction
-    def _log_prob(self, X) -> np.ndarray:
-        """log π_k N(x_n | μ_k, Σ_k), shape (N, K); raises for rows whose density float64
-        cannot represent (rather than returning label 0 or NaN probabilities for them)."""
+    def _log_prob_blocks(self, X):
+        """log π_k N(x_n | μ_k, Σ_k) in (rows, K) blocks of X (checked first), raising for rows
+        whose density float64 cannot represent (rather than returning label 0 or NaN
+        probabilities for them).  Memory: one block at a time."""
         X = check_data(X, n_features=self.n_features)
-        log_prob = joint_log_density(X, self.params, self.covariance_type)
-        bad = np.flatnonzero(~np.isfinite(log_prob.max(axis=1)))
-        if bad.size:
-            row = int(bad[0])
-            raise ValueError(
-                f"{bad.size} row(s) of X, the first row {row} (largest |x| {np.abs(X[row]).max():.3g}), "
-                f"lie so far from every component (means of size up to "
-                f"{np.abs(self.means).max():.3g}) that their density is below what float64 can "
-                "represent; check their units or leave them out")
-        return log_prob
+        for a, log_prob in joint_log_density(X, self.params, self.covariance_type):
+            bad = np.flatnonzero(~np.isfinite(log_prob.max(axis=1)))
+            if bad.size:
+                row = a + int(bad[0])
+                raise ValueError(
+                    f"row {row} of X (largest |x| {np.abs(X[row]).max():.3g}) lies so far from "
+                    f"every component (means of size up to {np.abs(self.means).max():.3g}) "
+                    "that its density is below what float64 can represent; check its units or "
+                    "leave it out")
+            yield log_prob
+
+    def _per_row(self, X, reduce) -> np.ndarray:
+        return np.concatenate([reduce(block) for block in self._log_prob_blocks(X)])
 
     def score_samples(self, X) -> np.ndarray:
         """log p(x_n | θ̂) per row, shape (n_samples,)."""
-        return logsumexp(self._log_prob(X), axis=1)
+        return self._per_row(X, lambda lp: logsumexp(lp, axis=1))
 
     def predict_proba(self, X) -> np.ndarray:
         """Responsibilities r_nk, shape (n_samples, K)."""
-        log_prob = self._log_prob(X)
-        return np.exp(log_prob - logsumexp(log_prob, axis=1, keepdims=True))
+        return self._per_row(X, lambda lp: np.exp(lp - logsumexp(lp, axis=1, keepdims=True)))
 
     def predict(self, X) -> np.ndarray:
         """Most probable component per row, shape (n_samples,)."""
-        return np.argmax(self._log_prob(X), axis=1)
+        return self._per_row(X, lambda lp: np.argmax(lp, axis=1))
 
     def sample(self, n_samples: int = 1, random_state=None):
         """Draw from the fitted mixture.
@@ -167,9 +170,9 @@ class MixtureFit:
     def icl(self, X) -> float:
         """Integrated completed likelihood (Biernacki et al. 2000) on the BIC scale:
         BIC − 2 Σ_n log r_{n,ẑ_n} with ẑ_n the MAP labels (lower is better)."""
-        log_prob = self._log_prob(X)
-        log_resp = log_prob - logsumexp(log_prob, axis=1, keepdims=True)
-        return self.bic(X) - 2.0 * float(log_resp.max(axis=1).sum())
+        log_resp_max = self._per_row(X, lambda lp: (lp - logsumexp(lp, axis=1, keepdims=True)
+                                                   ).max(axis=1))
+        return self.bic(X) - 2.0 * float(log_resp_max.sum())
 
     def summary(self, title: str = "") -> str:
         """A readable plain-text summary: the prior, convergence, and per component its weight,
@@ -255,7 +258,9 @@ class MixtureFit:
 
         ``.nc`` (netCDF, :meth:`to_dataset`), ``.npz`` (numpy arrays plus JSON metadata) or
         ``.json`` (:meth:`to_dict`).  The file is written beside the target and renamed into
-        place, so a failure (a full disk, an interrupt) leaves any earlier file intact.
+        place, so a failure (a full disk, an interrupt) leaves any earlier file intact.  A
+        ``.nc`` file carries a SHA-256 of its contents after its end (netCDF readers ignore it)
+        and ``.npz`` members their zip CRC-32, so :func:`load` names a damaged file as such.
         :func:`load` reads all three; none is pickled.
 
         Returns
@@ -289,7 +294,7 @@ def _npz_bytes(fit: MixtureFit) -> bytes:
     return buffer.getvalue()
 
 
-_ENCODERS = {".nc": lambda fit: netcdf_bytes(fit.to_dataset()), ".npz": _npz_bytes,
+_ENCODERS = {".nc": lambda fit: seal(netcdf_bytes(fit.to_dataset())), ".npz": _npz_bytes,
              ".json": lambda fit: json.dumps(fit.to_dict(), indent=1) + "\n"}
 
 
@@ -302,7 +307,7 @@ def _from_dataset(ds) -> tuple[dict, dict]:
 def _decode_nc(raw: bytes):
     import xarray as xr
 
-    with xr.open_dataset(io.BytesIO(raw), engine="h5netcdf") as ds:
+    with xr.open_dataset(io.BytesIO(unseal(raw)), engine="h5netcdf") as ds:
         return _from_dataset(ds.load())
 
 
@@ -460,6 +465,8 @@ def load(path) -> MixtureFit:
         raise ValueError(f"{path}: cannot be read ({exc.strerror})") from None
     try:
         meta, arrays = decode(raw)
+    except DamagedFileError as exc:
+        raise ValueError(f"{path} {exc}") from None
     except Exception as exc:  # every reader's own error: truncated, foreign, corrupted
         reason = " ".join(str(exc).split())[:200] or type(exc).__name__
         raise ValueError(f"{path} is not a readable bayesgmm fit file ({type(exc).__name__}: "

@@ -36,6 +36,7 @@ from ._validation import check_probability, check_random_state, check_tolerance
 from .covariance import STRUCTURES
 from .datasets import DATASETS
 from .priors import HYPERPARAMETERS
+from .starts import START_METHODS
 
 __all__ = ["SpecError", "StudySpec", "DataSpec", "ModelSpec", "PriorSpec", "EMSpec", "SamplerSpec",
            "SensitivitySpec", "load_spec", "parse_spec", "spec_from_dict"]
@@ -226,8 +227,8 @@ class PriorSpec:
 class EMSpec:
     """Settings of :func:`bayesgmm.fit_map`."""
 
-    init: str = _check(_choice("kmeans++", "random"), "kmeans++")
-    n_init: int = _check(_integer(1), 5)
+    init: str = _check(_choice(*START_METHODS), "auto")
+    n_init: int | None = _check(_integer(1))
     tol: float = _check(_shared(check_tolerance, "tol"), 1e-10)
     max_iter: int = _check(_integer(1), 1000)
     acceleration: str = _check(_choice("squarem", "none"), "squarem")

@@ -121,8 +121,9 @@ def _ward(Y: np.ndarray, masses: np.ndarray, K: int) -> np.ndarray:
     O(n² d) time and O(n d) memory.  Returns labels 0..K−1 numbered by first row."""
     from . import _kernels
 
-    labels = _kernels.ward_chain(np.ascontiguousarray(Y, dtype=float),
-                                 np.ascontiguousarray(masses, dtype=float), K)
+    masses = np.asarray(masses, dtype=float)
+    masses = np.maximum(masses / masses.max(), np.finfo(float).tiny)  # the cut is scale-free
+    labels = _kernels.ward_chain(np.ascontiguousarray(Y, dtype=float), masses, K)
     _, first = np.unique(labels, return_index=True)
     order = np.argsort(np.argsort(first))  # cluster ids by first appearance
     return order[np.searchsorted(np.unique(labels), labels)]

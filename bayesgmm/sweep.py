@@ -83,7 +83,7 @@ def _progress(iterable, total, description, enabled):
 
 def prior_sweep(X, n_components: int, covariance: str = "full", base_prior="default",
                 grid: dict | None = None, *, base_fit: MixtureFit | None = None,
-                warm_start: bool = True, n_init: int = 5, tol: float = 1e-10,
+                warm_start: bool = True, n_init: int | None = None, tol: float = 1e-10,
                 max_iter: int = 5000, random_state=0, progress: bool = True) -> xr.Dataset:
     """Refit MAP-EM over a grid of prior hyperparameters.
 
@@ -99,14 +99,15 @@ def prior_sweep(X, n_components: int, covariance: str = "full", base_prior="defa
         ``concentration`` (scalars or length-K vectors) replace the prior's value; ``scale`` is a
         multiplier on Ψ0; ``mean`` takes (d,) vectors.  Every setting is validated before any fit.
     base_fit : MixtureFit, optional
-        The fit under ``base_prior`` (run with 5 restarts if not given): the warm start of the
-        first setting and the labelling every setting is aligned to.
+        The fit under ``base_prior`` (:func:`~bayesgmm.fit_map`'s default search if not
+        given): the warm start of the first setting and the labelling every setting is aligned
+        to.
     warm_start : bool
         Start each setting at its grid neighbour's solution (settings are visited in a snake
-        order).  False fits every setting independently ("cold": k-means++ with ``n_init``
-        restarts), for comparison.
-    n_init : int
-        Restarts of the base fit and of cold fits.
+        order).  False fits every setting independently ("cold": :func:`~bayesgmm.fit_map`'s
+        default search), for comparison.
+    n_init : int, optional
+        ``n_init`` of the base fit and of cold fits (:func:`~bayesgmm.fit_map`'s default).
     tol, max_iter, random_state
         As for :func:`~bayesgmm.fit_map`.
     progress : bool

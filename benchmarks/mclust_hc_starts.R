@@ -9,29 +9,20 @@
 suppressPackageStartupMessages({library(mclust); library(jsonlite)})
 
 read <- function(path) as.matrix(read.csv(path))
-data <- list(
-  overlap150 = read("benchmarks/data/overlap150.csv"),
-  overlap3000 = read("benchmarks/data/overlap3000.csv"),
-  small_between = read("benchmarks/data/small_between.csv"),
-  five_5d = read("benchmarks/data/five_5d.csv"),
-  faithful = read("bayesgmm/data/faithful.csv"),
-  iris = as.matrix(read.csv("bayesgmm/data/iris.csv")[, 1:4]))
-cases <- list(
-  list(name = "overlap150 K=3", data = "overlap150", K = 3),
-  list(name = "overlap3000 K=3", data = "overlap3000", K = 3),
-  list(name = "small_between K=3", data = "small_between", K = 3),
-  list(name = "five_5d K=5", data = "five_5d", K = 5),
-  list(name = "faithful K=3", data = "faithful", K = 3),
-  list(name = "faithful K=4", data = "faithful", K = 4),
-  list(name = "iris K=3", data = "iris", K = 3),
-  list(name = "iris K=4", data = "iris", K = 4))
+data_file <- function(name) {
+  if (name == "faithful") return(read("bayesgmm/data/faithful.csv"))
+  if (name == "iris") return(as.matrix(read.csv("bayesgmm/data/iris.csv")[, 1:4]))
+  read(file.path("benchmarks/data", paste0(name, ".csv")))
+}
+cases <- fromJSON("benchmarks/data/cases.json", simplifyDataFrame = FALSE)
 control <- emControl(tol = c(1e-12, 1e-12), itmax = c(100000L, 100000L))
 
 out <- list()
 for (case in cases) {
-  X <- data[[case$data]]
+  X <- data_file(case$data)
   labels <- as.vector(hclass(hc(X), case$K))
-  fit <- me(X, modelName = "VVV", z = unmap(labels), prior = priorControl(), control = control)
+  fit <- me(X, modelName = case$model, z = unmap(labels), prior = priorControl(),
+            control = control)
   out[[length(out) + 1]] <- list(name = case$name, labels = labels - 1L, loglik = fit$loglik)
 }
 meta <- list(mclust_version = as.character(packageVersion("mclust")),

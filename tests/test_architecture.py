@@ -2,6 +2,7 @@
 covariance structure's name outside its table."""
 
 import ast
+import re
 import subprocess
 import sys
 from itertools import combinations
@@ -23,6 +24,15 @@ def test_import_contracts_hold():
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 kept, 0 broken" in proc.stdout
+
+
+def test_every_module_has_a_layer():
+    """A new module must be placed in the layers contract, else it escapes the check."""
+    text = (ROOT / "pyproject.toml").read_text()
+    layers = text[text.index("layers = ["):text.index("]", text.index("layers = ["))]
+    listed = set(re.findall(r"[\w]+", layers)) - {"layers"}
+    modules = {p.stem for p in PACKAGE.glob("*.py")} - {"__init__"}
+    assert modules <= listed, sorted(modules - listed)
 
 
 def test_no_module_imports_itself_through_others():

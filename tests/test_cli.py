@@ -148,7 +148,7 @@ def test_usage_errors(capsys, csv):
 
 # ---------------------------------------------------------------------- outputs vs the API
 def api_fit(X, K=2, seed=0):
-    return bg.fit_map(X, K, "full", prior=bg.default_prior(X, K, "full"), n_init=5,
+    return bg.fit_map(X, K, "full", prior=bg.default_prior(X, K, "full"),
                       tol=1e-10, max_iter=1000, random_state=seed)
 
 

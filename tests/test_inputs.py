@@ -81,8 +81,8 @@ def test_a_zero_finite_difference_step_is_refused(fit):
 
 
 def test_predictions_for_unrepresentable_rows_are_refused(fit):
-    with pytest.raises(ValueError, match=r"1 row\(s\) of X, the first row 0 \(largest \|x\| "
-                                         r"1e\+200\).*float64"):
+    with pytest.raises(ValueError, match=r"row 0 of X \(largest \|x\| 1e\+200\) lies so far "
+                                         r"from every component.*float64"):
         fit.predict(np.array([[1e200, 1e200]]))
     with pytest.raises(ValueError, match="float64"):
         fit.predict_proba(np.array([[1e200, 3.0], [3.0, 70.0]]))
@@ -138,11 +138,13 @@ def test_magnitudes_float64_cannot_hold_are_named(factor, words):
 
 @pytest.mark.parametrize("weight", [1e-300, 1e300])
 def test_extreme_sample_weights_fit(weight):
-    fit = bg.fit_map(X, 2, random_state=0, sample_weight=np.full(len(X), weight))
+    # one start (the search would find the likelihood's spikes the prior no longer tames)
+    same = dict(init="kmeans++", random_state=0)
+    fit = bg.fit_map(X, 2, sample_weight=np.full(len(X), weight), **same)
     assert np.all(np.isfinite(fit.means)) and np.isfinite(fit.log_posterior)
     assert np.all(np.linalg.eigvalsh(fit.covariances) > 0)
     if weight > 1:  # the likelihood dominates: the maximum-likelihood answer
-        ml = bg.fit_map(X, 2, prior=None, random_state=0)
+        ml = bg.fit_map(X, 2, prior=None, **same)
         np.testing.assert_allclose(np.sort(fit.means[:, 0]), np.sort(ml.means[:, 0]), rtol=1e-6)
     else:  # the prior dominates: every mean at the prior mean
         np.testing.assert_allclose(fit.means, np.broadcast_to(fit.prior.mean, (2, 2)),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import xarray as xr
 
 import bayesgmm as bg
 from bayesgmm import _io
@@ -224,6 +225,24 @@ def test_corrupted_files_always_give_a_value_error(fit, tmp_path, suffix):
             assert np.all(np.isfinite(back.means)) and abs(back.weights.sum() - 1) < 1e-9
             outcomes.add("loaded")
     assert "error" in outcomes
+
+
+def test_a_netcdf_fit_is_sealed_and_any_damage_is_named(fit, tmp_path):
+    """A flipped byte anywhere before the seal is reported as damage before HDF5 parses the
+    file (some corrupted HDF5 files hang its reader); the sealed file is plain netCDF to
+    other readers."""
+    path = fit.save(tmp_path / "fit.nc")
+    good = path.read_bytes()
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        np.testing.assert_array_equal(ds["means"].values, fit.means)
+    payload = len(good) - len(b"\nbayesgmm-sha256:") - 65
+    for pos in np.random.default_rng(1).integers(0, payload, size=60):
+        data = bytearray(good)
+        data[pos] ^= 0x5A
+        path.write_bytes(bytes(data))
+        with pytest.raises(ValueError, match=r"fit\.nc is damaged: its SHA-256 checksum does "
+                                             r"not match .* restore it from a copy or refit"):
+            bg.load(path)
 
 
 def test_loading_never_unpickles(fit, tmp_path):

@@ -59,7 +59,8 @@ def test_the_demo_spec_bundled_in_the_package_is_models_old_faithful():
 def test_defaults_and_optional_tables():
     spec = parse_spec(MINIMAL.replace("[sampler]\ndraws = 100\n", ""))
     assert spec.sampler is None and spec.sensitivity is None
-    assert spec.em.n_init == 5 and spec.prior.style == "default" and spec.seed == 0
+    assert spec.em.init == "auto" and spec.em.n_init is None
+    assert spec.prior.style == "default" and spec.seed == 0
 
 
 def test_candidate_ks_and_relative_data_path(tmp_path):

@@ -34,7 +34,7 @@ def api():
     """The same study through the Python API."""
     X = bg.load_dataset("faithful")
     prior = bg.default_prior(X, 2, "full")
-    fit = bg.fit_map(X, 2, "full", prior=prior, n_init=5, tol=1e-10, max_iter=1000,
+    fit = bg.fit_map(X, 2, "full", prior=prior, tol=1e-10, max_iter=1000,
                      random_state=0)
     with warnings.catch_warnings():  # 2 × 100 draws are too few for R-hat/ESS, as expected
         warnings.simplefilter("ignore", SamplerWarning)
