@@ -5,15 +5,21 @@
   for both (threadpoolctl).  The time per iteration is the difference of two fits' times
   divided by the difference of their iteration counts, so fixed costs (input checks, the first
   E-step) cancel.  Repeats are interleaved (scikit-learn, ours on 1 thread, ours on 2 threads,
-  ...) and medians are reported.  Effective GFLOP/s of the dense kernels count
-  2 N K d² (whitening) + N K (d + 1)² (moments) per iteration, against this machine's
-  single-thread dgemm peak measured in the same run.
+  ...) and medians are reported.  GFLOP/s of the dense kernels count the floating-point
+  operations performed per iteration — N K d² for the whitening (a triangular multiply by the
+  inverse Cholesky factor) and N K (d + 1)² for the moments (a rank-N update of [y; 1]), with
+  one factor instead of K for tied — against this machine's single-thread dgemm peak measured in
+  the same run.
 * **Small fits**: complete fits (input checks, 200 EM iterations from the same start) per
   second, bayesgmm against scikit-learn.
 * **Memory**: peak resident memory beyond X of a 2-iteration fit, each in a fresh process
   (the resident set sampled every 0.2 ms; Numba's allocations are invisible to tracemalloc).
 
-    python benchmarks/em_vs_sklearn.py [--quick] [--section per_iteration|small|memory]
+    python benchmarks/em_vs_sklearn.py [--quick] [--section per_iteration|small_fits|memory]
+                                       [--covariance full|tied|diag|spherical]
+
+``--section``/``--covariance`` rerun only those parts and keep the rest of the committed file;
+each part records the commit it was measured at (``measured_at``).
 
 writes benchmarks/results/em_vs_sklearn.json and .md (``--quick``: *_quick.*, not committed).
 """
@@ -51,7 +57,8 @@ def make_data(n, d, K, seed=0):
 
 def starting_point(X, K, covariance):
     sub = X[np.random.default_rng(1).choice(len(X), size=min(len(X), 5000), replace=False)]
-    return bg.fit_map(sub, K, covariance, max_iter=2, random_state=0, warn_convergence=False)
+    return bg.fit_map(sub, K, covariance, init="kmeans++", max_iter=2, random_state=0,
+                      warn_convergence=False)
 
 
 def precisions(start):
@@ -109,11 +116,11 @@ def machine():
 
 
 # ----------------------------------------------------------------------------- per iteration
-def per_iteration(quick: bool) -> list:
+def per_iteration(quick: bool, structures=STRUCTURES) -> list:
     sizes = [300, 10_000] if quick else [300, 10_000, 100_000, 1_000_000]
     dims = [2, 10] if quick else [2, 10, 50]
     rows = []
-    for covariance in STRUCTURES:
+    for covariance in structures:
         for n in sizes:
             for d in dims:
                 for K in (3, 16):
@@ -138,8 +145,9 @@ def per_iteration_case(covariance, n, d, K):
             runs["ours_2threads"][m].append(timed(lambda: run_ours(X, start, m, 2)))
     per_iter = {name: (float(np.median(t[many])) - float(np.median(t[few]))) / (many - few)
                 for name, t in runs.items()}
-    flops = (2 * n * K * d * d + n * K * (d + 1) ** 2
-             if bg.covariance.get_structure(covariance).kernel == "dense" else None)
+    structure = bg.covariance.get_structure(covariance)
+    factors = K if structure.per_component else 1  # tied: one whitening, one rank-n update
+    flops = (n * factors * (d * d + (d + 1) ** 2) if structure.kernel == "dense" else None)
     return {"covariance": covariance, "n": n, "d": d, "K": K, "iterations": [few, many],
             "repeats": repeats, "sec_per_iter": per_iter,
             "speedup": per_iter["sklearn"] / per_iter["ours"],
@@ -258,6 +266,10 @@ def to_markdown(result: dict) -> str:
     lines = [f"Machine: {result['machine']['cpu']}, BLAS {result['machine']['blas'][0]['internal_api']}"
              f" at one thread; single-thread dgemm peak {result['gemm_peak_gflops']:.1f} GFLOP/s.",
              ""]
+    if result.get("measured_at"):
+        lines += ["Measured at commits: " + ", ".join(
+            f"{part} {commit}" for part, commit in sorted(result["measured_at"].items())) + ".",
+            ""]
     if result.get("per_iteration"):
         lines += [f"Per iteration, N ≥ 1e4: median speed-up **{s['median_speedup_n_ge_1e4']:.2f}×**"
                   f" (largest {s['max_speedup']:.1f}×); smallest anywhere "
@@ -266,10 +278,12 @@ def to_markdown(result: dict) -> str:
                   f". With 2 threads: median {s['median_speedup_2threads']:.2f}×, faster than "
                   f"1 thread in {s['share_2threads_faster']:.0%} of cases.", "",
                   "| covariance | N | d | K | sklearn ms/iter | ours ms/iter | speed-up | "
-                  "ours, 2 threads | ours GFLOP/s |", "|---|---|---|---|---|---|---|---|---|"]
+                  "ours, 2 threads | ours GFLOP/s (% of dgemm peak) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in result["per_iteration"]:
             t = r["sec_per_iter"]
-            gf = f"{r['ours_gflops']:.1f}" if r["ours_gflops"] else ""
+            gf = (f"{r['ours_gflops']:.1f} ({r['ours_gflops'] / result['gemm_peak_gflops']:.0%})"
+                  if r["ours_gflops"] else "")
             lines.append(f"| {r['covariance']} | {r['n']:.0e} | {r['d']} | {r['K']} | "
                          f"{t['sklearn'] * 1e3:.3g} | {t['ours'] * 1e3:.3g} | "
                          f"{r['speedup']:.2f}× | {r['speedup_2threads']:.2f}× | {gf} |")
@@ -300,20 +314,35 @@ def main():
     parser.add_argument("--quick", action="store_true", help="a small grid, for a smoke run")
     parser.add_argument("--section", choices=("per_iteration", "small_fits", "memory"),
                         action="append", help="run only these sections (keep the others)")
+    parser.add_argument("--covariance", choices=STRUCTURES, action="append",
+                        help="per-iteration section: rerun only these structures")
     args = parser.parse_args()
     suffix = "_quick" if args.quick else ""
     path = OUT / f"em_vs_sklearn{suffix}.json"
-    result = json.loads(path.read_text()) if args.section and path.exists() else {}
-    sections = args.section or ["per_iteration", "small_fits", "memory"]
+    partial = args.section or args.covariance
+    result = json.loads(path.read_text()) if partial and path.exists() else {}
+    sections = args.section or (["per_iteration"] if args.covariance else
+                                ["per_iteration", "small_fits", "memory"])
+    measured_at = result.setdefault("measured_at", {})
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip() or "unknown"
     with threadpool_limits(limits=1, user_api="blas"):
         result["machine"] = machine()
         result["gemm_peak_gflops"] = gemm_peak_gflops()
         if "per_iteration" in sections:
-            result["per_iteration"] = per_iteration(args.quick)
+            structures = tuple(args.covariance or STRUCTURES)
+            kept = [r for r in result.get("per_iteration", [])
+                    if r["covariance"] not in structures]
+            fresh = per_iteration(args.quick, structures)
+            result["per_iteration"] = sorted(kept + fresh, key=lambda r: (
+                STRUCTURES.index(r["covariance"]), r["n"], r["d"], r["K"]))
+            measured_at.update({f"per_iteration/{c}": commit for c in structures})
         if "small_fits" in sections:
             result["small_fits"] = small_fits(args.quick)
+            measured_at["small_fits"] = commit
     if "memory" in sections:
         result["memory"] = memory(args.quick)
+        measured_at["memory"] = commit
     result["summary"] = summary(result)
     OUT.mkdir(exist_ok=True)
     path.write_text(json.dumps(result, indent=1))
