@@ -37,23 +37,26 @@ __all__ = [
     "write_report",
     "power_scale",
     "prior_sweep",
+    "posterior_sweep",
     "em_sensitivity",
     "mcmc_sensitivity",
     "sensitivity_report",
     "sweep_summary",
     "sample_posterior",
+    "SamplingInterrupted",
 ]
 
 
 # Loaded on first use: PyMC (the posterior path) and scikit-learn (the estimator) are heavy,
 # and `import bayesgmm` must not import them.
 _LAZY = {"MAPGaussianMixture": "estimator", "build_model": "posterior", "compare": "comparison",
-         "relabel": "relabelling", "Report": "comparison", "prior_sweep": "sweep",
+         "relabel": "relabelling", "Report": "comparison", "prior_sweep": "sweep", "posterior_sweep": "sweep",
          "em_sensitivity": "power_scaling", "mcmc_sensitivity": "power_scaling",
          "sensitivity_report": "power_scaling", "SensitivityReport": "power_scaling",
          "sweep_summary": "sweep",
          "run_study": "study", "write_report": "report",
-         "sample_posterior": "posterior", "InverseWishart": "distributions"}
+         "sample_posterior": "sampling", "SamplingInterrupted": "health",
+         "InverseWishart": "distributions"}
 
 
 def __getattr__(name):

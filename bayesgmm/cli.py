@@ -80,6 +80,7 @@ def _overrides(args) -> dict:
     put("data", "header", False if getattr(args, "no_header", False) else None)
     for key in ("draws", "tune", "chains", "target_accept"):
         put("sampler", key, getattr(args, key, None))
+    put("sampler", "method", getattr(args, "sampler", None))
     grid = getattr(args, "grid", None)
     put("sensitivity", "grid", dict(grid) if grid else None)
     return out
@@ -235,6 +236,9 @@ def _source(parser) -> None:
 
 def _sampler(parser) -> None:
     group = parser.add_argument_group("sampler (override the spec's)")
+    group.add_argument("--sampler", choices=("nuts", "gibbs"),
+                       help="NUTS in PyMC (default) or the conjugate Gibbs sampler (no "
+                            "compilation; needs prior shrinkage > 0)")
     group.add_argument("--draws", type=int, help="kept draws per chain")
     group.add_argument("--tune", type=int, help="tuning steps per chain")
     group.add_argument("--chains", type=int, help="number of chains")

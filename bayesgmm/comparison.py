@@ -16,6 +16,8 @@ import xarray as xr
 
 from . import _compat
 from ._validation import check_probability
+from .em import fit_map
+from .estep import MixtureParams
 from .health import PARAMETERS, convergence_summary
 from .result import parameter_entries
 from .alignment import dense_draws, gaussian_kl
@@ -26,7 +28,8 @@ from .relabelling import (
     relabel,
 )
 
-__all__ = ["Report", "compare", "table_dataset", "parameter_table", "adjusted_rand_index"]
+__all__ = ["Report", "MapCheck", "compare", "map_check", "table_dataset", "parameter_table",
+           "adjusted_rand_index"]
 
 
 # ----------------------------------------------------------------------------- tables
@@ -93,6 +96,113 @@ def _observed_data(idata, fit):
     return None
 
 
+# ----------------------------------------------------------------------------- is the MAP the MAP?
+@dataclass(frozen=True)
+class MapCheck:
+    """Is the MAP-EM estimate the highest mode the posterior draws know of?
+
+    The draws' log posterior densities, log p(x | θ) + log p(θ) from the ``log_likelihood``
+    and ``log_prior`` groups, are the same density ``fit.log_posterior`` reports (DESIGN §2).
+    No draw can lie above the highest mode, so a draw above the fit proves the fit is a lower
+    mode; EM started from such draws climbs to a higher one.
+
+    Attributes
+    ----------
+    fit_log_posterior : float
+    best_draw_log_posterior : float
+        The highest log posterior density among the draws (NaN when the groups are missing).
+    gain : float
+        Nats the best mode reached by EM from the draws gains over ``fit_log_posterior``;
+        0 when no draw lies above the fit.
+    improved_fit : MixtureFit or None
+        That higher mode, when there is one.
+    draws_above : int
+        How many draws lie above the fit.
+    """
+
+    fit_log_posterior: float
+    best_draw_log_posterior: float
+    gain: float = 0.0
+    improved_fit: object = field(default=None, repr=False)
+    draws_above: int = 0
+
+    def summary(self) -> str:
+        if not np.isfinite(self.best_draw_log_posterior):
+            return ("MAP check: not possible (the draws carry no log_likelihood/log_prior "
+                    "groups or no observed data).")
+        if self.gain > 0:
+            return (f"MAP check: the MAP-EM estimate is NOT the posterior's highest mode — "
+                    f"{self.draws_above} draws lie above it, and EM started from them reached "
+                    f"a mode {self.gain:.3g} nats higher (log posterior "
+                    f"{self.fit_log_posterior + self.gain:.2f} vs {self.fit_log_posterior:.2f})"
+                    "; report.map_check.improved_fit holds it.")
+        return (f"MAP check: no draw lies above the MAP-EM estimate (best draw "
+                f"{self.fit_log_posterior - self.best_draw_log_posterior:.3g} nats below).")
+
+    def to_dict(self) -> dict:
+        return {"fit_log_posterior": self.fit_log_posterior,
+                "best_draw_log_posterior": self.best_draw_log_posterior, "gain": self.gain,
+                "draws_above": self.draws_above,
+                "improved_log_posterior": (None if self.improved_fit is None
+                                           else self.improved_fit.log_posterior)}
+
+
+def draw_log_posterior(idata) -> xr.DataArray | None:
+    """log p(x | θ) + log p(θ) per draw (chain, draw), from the InferenceData's groups."""
+    if not (hasattr(idata, "log_likelihood") and hasattr(idata, "log_prior")):
+        return None
+    total = 0.0
+    for group in (idata.log_likelihood, idata.log_prior):
+        for var in group.data_vars.values():
+            total = total + var.sum([d for d in var.dims if d not in ("chain", "draw")])
+    return total
+
+
+def map_check(fit, idata, X=None, *, max_starts: int = 8) -> MapCheck:
+    """Check a MAP-EM fit against its own posterior draws (see :class:`MapCheck`).
+
+    Parameters
+    ----------
+    fit : MixtureFit
+        With its prior (the draws' density is that prior's posterior).
+    idata : arviz.InferenceData
+        With ``log_likelihood`` and ``log_prior`` groups (both samplers give them).
+    X : ndarray, optional
+        The data; by default ``idata.observed_data["x"]``.
+    max_starts : int
+        EM runs from at most this many draws above the fit (the highest, one per chain first).
+
+    Returns
+    -------
+    MapCheck
+    """
+    X = _observed_data(idata, fit) if X is None else np.asarray(X, dtype=float)
+    lp = draw_log_posterior(idata)
+    if lp is None or X is None or fit.prior is None:
+        return MapCheck(float(fit.log_posterior), float("nan"))
+    values = lp.transpose("chain", "draw").values
+    above = values > fit.log_posterior
+    check = MapCheck(float(fit.log_posterior), float(np.nanmax(values)),
+                     draws_above=int(above.sum()))
+    if not above.any():
+        return check
+    best = max(  # EM from the highest draw of each chain, highest first
+        (_climb(fit, idata.posterior, X, c, int(np.argmax(values[c])))
+         for c in np.argsort(-values.max(axis=1))[:max_starts] if above[c].any()),
+        key=lambda f: f.log_posterior)
+    return MapCheck(check.fit_log_posterior, check.best_draw_log_posterior,
+                    gain=max(0.0, float(best.log_posterior - fit.log_posterior)),
+                    improved_fit=best if best.log_posterior > fit.log_posterior else None,
+                    draws_above=check.draws_above)
+
+
+def _climb(fit, posterior, X, chain: int, draw: int):
+    point = posterior.isel(chain=chain, draw=draw)
+    start = MixtureParams(*(point[name].values for name in PARAMETERS))
+    return fit_map(X, fit.n_components, fit.covariance_type, fit.prior, init=start,
+                   tol=1e-10, max_iter=5000, warn_convergence=False)
+
+
 @dataclass
 class Report:
     """The comparison of a MAP-EM fit with the MCMC posterior (see :func:`compare`)."""
@@ -108,6 +218,7 @@ class Report:
     convergence: dict
     hdi_prob: float
     X: np.ndarray | None = field(repr=False, default=None)
+    map_check: MapCheck | None = None
 
     @property
     def posterior(self) -> xr.Dataset:
@@ -137,6 +248,8 @@ class Report:
             lines.append(f"Cluster agreement (EM labels vs posterior-modal labels): adjusted "
                          f"Rand index {self.clustering['adjusted_rand_index']:.3f}; mean "
                          f"|Δ responsibility| {self.clustering['mean_abs_resp_diff']:.4f}.")
+        if self.map_check is not None:
+            lines.append(self.map_check.summary())
         if self.predictive:
             p = self.predictive
             lines.append(f"Predictive accuracy: PSIS-LOO elpd {p['elpd_loo']:.1f} "
@@ -170,7 +283,10 @@ class Report:
                     self.kl.to_markdown(floatfmt=".4g"), "",
                     "## Clustering, prediction, convergence", "", "```",
                     json.dumps({"clustering": self.clustering, "predictive": self.predictive,
-                                "convergence": self.convergence}, indent=2, default=float),
+                                "convergence": self.convergence,
+                                "map_check": (self.map_check.to_dict()
+                                              if self.map_check is not None else None)},
+                               indent=2, default=float),
                     "```"]
         if figures:
             import matplotlib.pyplot as plt
@@ -238,6 +354,8 @@ def compare(fit, idata, *, method: str = "pivot", hdi_prob: float = 0.94) -> Rep
     Returns
     -------
     Report
+        Tables, figures and ``map_check`` (:class:`MapCheck`: is the fit the highest mode
+        the draws know of; when not, the higher mode EM reaches from them).
     """
     hdi_prob = check_probability(hdi_prob, "hdi_prob")
     post = check_posterior(fit, idata)
@@ -252,4 +370,4 @@ def compare(fit, idata, *, method: str = "pivot", hdi_prob: float = 0.94) -> Rep
         clustering=_clustering(rpost, fit, X) if X is not None else {},
         predictive=_predictive(idata, fit, X) if X is not None else {},
         convergence=convergence_summary(rpost, getattr(idata, "sample_stats", None)),
-        hdi_prob=hdi_prob, X=X)
+        hdi_prob=hdi_prob, X=X, map_check=map_check(fit, idata, X))

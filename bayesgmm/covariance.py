@@ -89,6 +89,11 @@ class CovarianceStructure:
         b, the size of each inverse-Wishart block (d, or 1 for variances).
     mean_multiplicity : callable (K, d) -> int
         How many mean priors N(μ_k | m0, Σ_k/κ0) contain one block's variance.
+    pool : callable ((K, d, d),) -> covariances' shape
+        A per-component statistic (scatter matrices B_k, or n_k I) pooled the way the
+        structure's covariances are shared: itself (full), Σ_k (tied), diagonals (diag),
+        traces (spherical).  The conjugate update of every prior block adds the pooled scatter
+        to its scale (derivation §4; the Gibbs sampler's covariance step).
     scale_shapes : callable (d,) -> tuple of shapes
         The shapes a prior scale Ψ0 may have (it is broadcast to the covariances' shape).
     default_scale : callable (cov (d, d), style) -> Ψ0
@@ -120,6 +125,7 @@ class CovarianceStructure:
     from_blocks: Callable
     block_size: Callable
     mean_multiplicity: Callable
+    pool: Callable
     scale_shapes: Callable
     default_scale: Callable
     pymc_distribution: str
@@ -221,6 +227,7 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         from_blocks=lambda b, K, d: b,
         block_size=lambda d: d,
         mean_multiplicity=lambda K, d: 1,
+        pool=lambda B: B,
         scale_shapes=lambda d: ((d, d),),
         default_scale=lambda cov, style: cov,
         pymc_distribution="InverseWishart",
@@ -244,6 +251,7 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         from_blocks=lambda b, K, d: b[0],
         block_size=lambda d: d,
         mean_multiplicity=lambda K, d: K,
+        pool=lambda B: B.sum(0),
         scale_shapes=lambda d: ((d, d),),
         default_scale=lambda cov, style: cov,
         pymc_distribution="InverseWishart",
@@ -267,6 +275,7 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         from_blocks=lambda b, K, d: b.reshape(K, d),
         block_size=lambda d: 1,
         mean_multiplicity=lambda K, d: 1,
+        pool=lambda B: np.diagonal(B, axis1=-2, axis2=-1).copy(),
         scale_shapes=lambda d: ((d,), ()),
         default_scale=_diag_scale,
         pymc_distribution="InverseGamma",
@@ -290,6 +299,7 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         from_blocks=lambda b, K, d: b.reshape(K),
         block_size=lambda d: 1,
         mean_multiplicity=lambda K, d: d,
+        pool=lambda B: np.trace(B, axis1=-2, axis2=-1),
         scale_shapes=lambda d: ((),),
         default_scale=_mean_variance,
         pymc_distribution="InverseGamma",

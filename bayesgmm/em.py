@@ -95,7 +95,7 @@ def _starting_states(init, engine: Engine, X, K: int, n_init: int, rng, w, coord
     if isinstance(init, str):
         for R in start_methods.responsibility_starts(X, K, init, n_init, rng, w):
             yield engine.start_from_responsibilities(R)
-    elif isinstance(init, (np.ndarray, list, tuple)):
+    elif isinstance(init, (np.ndarray, list, tuple)) and not hasattr(init, "weights"):
         yield engine.start_from_responsibilities(start_methods.check_responsibilities(init, n,
                                                                                       K))
     else:

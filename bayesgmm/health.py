@@ -11,16 +11,20 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import _compat
-from .alignment import component_permutation, dense_draws
+from .alignment import apply_permutations, component_permutation, dense_draws, pivot_permutations
 
-__all__ = ["SamplerHealth", "SamplerWarning", "sampler_health", "chain_labellings",
-           "convergence_summary", "max_rhat", "PARAMETERS"]
+__all__ = ["SamplerHealth", "SamplerWarning", "SamplingInterrupted", "sampler_health",
+           "chain_labellings", "convergence_summary", "max_rhat", "PARAMETERS"]
 
 PARAMETERS = ("weights", "means", "covariances")
 
 
 class SamplerWarning(UserWarning):
     """The sampler's output shows a problem (divergences, R-hat, ESS or labelling)."""
+
+
+class SamplingInterrupted(KeyboardInterrupt):
+    """Sampling was interrupted (Ctrl-C) before every draw was made; nothing is returned."""
 
 
 @dataclass(frozen=True)
@@ -32,9 +36,14 @@ class SamplerHealth:
     divergences : int
         Divergent transitions after tuning, over all chains.
     max_rhat : float
-        Largest rank-normalised split R-hat over all parameter entries.
+        Largest rank-normalised split R-hat over all parameter entries, after each draw's
+        components are matched to the pivot's (label switching is not a convergence failure).
     min_ess_bulk, min_ess_tail : float
-        Smallest bulk and tail effective sample sizes.
+        Smallest bulk and tail effective sample sizes, likewise.
+    relabelled_share : float
+        Share of draws whose components sit in another labelling than the pivot's: the
+        sampler moved between the posterior's label-permuted modes (routine for Gibbs, a sign
+        of overlapping components for NUTS started at one mode).
     chain_labellings : list of list of int
         Per chain, its component matched to each pivot component (identity = pivot's).
     chains_disagree : bool
@@ -47,6 +56,7 @@ class SamplerHealth:
     min_ess_tail: float
     chain_labellings: list
     chains_disagree: bool
+    relabelled_share: float = 0.0
 
     def problems(self, rhat_limit: float = 1.01, min_ess: float = 400.0) -> list[str]:
         """Plain-language descriptions of what looks wrong (empty when nothing does)."""
@@ -123,11 +133,28 @@ def convergence_summary(posterior, sample_stats=None) -> dict:
             "divergences": divergences}
 
 
+def aligned_to_pivot(posterior, covariance: str, pivot):
+    """Each draw's components matched to the pivot's (Hungarian on symmetric KL).
+
+    Returns
+    -------
+    (xarray.Dataset, float)
+        The reordered draws, and the share of draws that needed reordering.
+    """
+    _, means, dense = dense_draws(posterior, covariance)
+    perms = pivot_permutations(means, dense, np.asarray(pivot.means), pivot.covariance_matrices)
+    moved = float(np.mean(np.any(perms != np.arange(perms.shape[1]), axis=1)))
+    shape = (posterior.sizes["chain"], posterior.sizes["draw"], perms.shape[1])
+    return apply_permutations(posterior, perms.reshape(shape)), moved
+
+
 def sampler_health(idata, pivot) -> SamplerHealth:
     """Health of a run; ``pivot`` is the :class:`~bayesgmm.MixtureFit` the chains started at."""
     labellings = chain_labellings(idata.posterior, pivot.covariance_type, pivot)
+    aligned, moved = aligned_to_pivot(idata.posterior, pivot.covariance_type, pivot)
     return SamplerHealth(
-        **convergence_summary(idata.posterior, idata.sample_stats),
+        **convergence_summary(aligned, getattr(idata, "sample_stats", None)),
         chain_labellings=labellings,
         chains_disagree=any(lab != labellings[0] for lab in labellings),
+        relabelled_share=moved,
     )

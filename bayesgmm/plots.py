@@ -11,7 +11,7 @@ from . import _compat
 from .alignment import dense_draws
 
 __all__ = ["plot_ellipses", "plot_forest", "plot_marginals", "plot_traces", "plot_sweep",
-           "REPORT_FIGURES"]
+           "plot_predictive", "predictive_draws", "REPORT_FIGURES"]
 
 
 def _plt():
@@ -137,8 +137,75 @@ def plot_traces(report):
                               compact=True)
 
 
+def predictive_draws(posterior, covariance: str, n_rows: int, n_draws: int = 200,
+                     random_state=0) -> np.ndarray:
+    """Replicated data sets from the posterior predictive: for each of ``n_draws`` posterior
+    draws θ, ``n_rows`` rows x ~ p(x | θ).
+
+    Returns
+    -------
+    ndarray, shape (n_draws, n_rows, d)
+    """
+    weights, means, dense = dense_draws(posterior, covariance)
+    rng = np.random.default_rng(random_state)
+    pick = rng.choice(len(weights), size=min(n_draws, len(weights)), replace=False)
+    chol = np.linalg.cholesky(dense[pick])                                    # (S, K, d, d)
+    u = rng.random((len(pick), n_rows, 1))
+    labels = (u > np.cumsum(weights[pick], axis=1)[:, None, :-1]).sum(-1)   # (S, n)
+    rows = np.arange(len(pick))[:, None]
+    noise = rng.standard_normal((len(pick), n_rows, means.shape[-1], 1))
+    return means[pick][rows, labels] + (chol[rows, labels] @ noise)[..., 0]
+
+
+def plot_predictive(report, n_draws: int = 200, bins: int = 30, random_state=0):
+    """Posterior predictive check per feature: the data's histogram against the 5–95 % band
+    and median of the same histogram over data sets replicated from posterior draws.
+
+    A feature whose data histogram leaves the band where the model puts too much or too little
+    mass shows where the mixture misfits (e.g. skewed or heavy-tailed clusters).
+    """
+    plt = _plt()
+    fit = report.fit
+    if report.X is None:
+        fig, ax = plt.subplots(figsize=(5, 2))
+        ax.text(0.5, 0.5, "no observed data in the InferenceData", ha="center", va="center")
+        ax.axis("off")
+        return fig
+    X = report.X
+    reps = predictive_draws(report.posterior, fit.covariance_type, len(X), n_draws,
+                            random_state)
+    names = list(fit.to_xarray()["feature"].values)
+    d = fit.n_features
+    cols = min(d, 3)
+    rows = -(-d // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    for j, ax in enumerate(axes.flat):
+        if j >= d:
+            ax.axis("off")
+            continue
+        edges = np.histogram_bin_edges(X[:, j], bins=bins)
+        width = np.diff(edges)
+        observed = np.histogram(X[:, j], bins=edges)[0] / (len(X) * width)
+        replicated = np.stack([np.histogram(r[:, j], bins=edges)[0] for r in reps]) / (
+            len(X) * width)
+        lo, mid, hi = np.quantile(replicated, [0.05, 0.5, 0.95], axis=0)
+        centres = 0.5 * (edges[1:] + edges[:-1])
+        ax.fill_between(centres, lo, hi, step="mid", color="C0", alpha=0.3,
+                        label="posterior predictive, 5–95 %")
+        ax.step(centres, mid, where="mid", color="C0", lw=1, label="posterior predictive, median")
+        ax.step(centres, observed, where="mid", color="k", lw=1.5, label="data")
+        ax.set_xlabel(names[j])
+        ax.set_ylabel("density (per unit of the feature)")
+    axes.flat[0].legend(fontsize=8, loc="upper right")
+    fig.suptitle(f"Posterior predictive check: histograms of the data and of {len(reps)} "
+                 f"replicated data sets ({bins} bins)", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
 REPORT_FIGURES = {"ellipses": plot_ellipses, "forest": plot_forest,
-                  "marginals": plot_marginals, "trace": plot_traces}
+                  "marginals": plot_marginals, "trace": plot_traces,
+                  "predictive": plot_predictive}
 
 
 def plot_sweep(sweep, variable: str = "weights", summary=None):

@@ -27,12 +27,14 @@ from ._validation import (
     check_spd,
     check_symmetric,
     column_moments,
+    feature_names_of,
     power_of_two,
     readonly_array,
 )
 from .covariance import SingularCovarianceError, get_structure
 
 __all__ = ["GMMPrior", "default_prior", "adjust_prior", "power_scale", "resolve_prior",
+           "posterior_model_inputs",
            "dirichlet_logpdf", "invwishart_logpdf", "HYPERPARAMETERS"]
 
 #: the hyperparameters :func:`adjust_prior` sets: a new value, or for ``scale`` a multiplier on Ψ0
@@ -217,6 +219,33 @@ class GMMPrior:
         -------
         float
             −inf outside the support (weights off the simplex, covariances not SPD).
+
+        Examples
+        --------
+        >>> import numpy as np, bayesgmm as bg
+        >>> prior = bg.GMMPrior(mean=np.zeros(2), shrinkage=0.01, dof=4, scale=np.eye(2))
+        >>> round(prior.logpdf([0.5, 0.5], np.zeros((2, 2)), np.stack([np.eye(2)] * 2)), 3)
+        -21.334
+        """
+        terms = self.log_prior_terms(weights, means, covariances)
+        return float(sum(np.sum(t) for t in terms.values()))
+
+    def log_prior_terms(self, weights, means, covariances) -> dict:
+        """The log prior density split by parameter, as PyMC's ``log_prior`` group splits it.
+
+        Parameters
+        ----------
+        weights, means, covariances
+            As for :meth:`logpdf`.
+
+        Returns
+        -------
+        dict
+            ``weights``: log Dirichlet(π | α), a float; ``covariances``: log IW(Σ_b | ν0, Ψ0_b)
+            per inverse-Wishart block, shaped as the covariances without their matrix axes
+            (full (K,), tied (), diag (K, d), spherical (K,)); ``means``: log N(μ_k | m0,
+            Σ_k/κ0) per component, (K,) (zeros for the flat prior κ0 = 0).  Outside the
+            support the weights' or covariances' entry is −inf.
         """
         s = self._structure
         weights = np.asarray(weights, dtype=float)
@@ -231,23 +260,27 @@ class GMMPrior:
             )
         if s.matrix_valued:  # the upper triangle must agree, not be ignored
             check_symmetric(covariances, "covariances")
+        block_shape = s.shape(K, d)[:-2] if s.matrix_valued else s.shape(K, d)
+        # log p(π) = log Dirichlet(π | α)
+        terms = {"weights": dirichlet_logpdf(weights, self.concentration_for(K)),
+                 "means": np.zeros(K)}
         try:
             factor = s.factor(covariances)
         except SingularCovarianceError:
-            return -np.inf
-        # log p(π) = log Dirichlet(π | α)
-        lp = dirichlet_logpdf(weights, self.concentration_for(K))
+            terms["covariances"] = np.full(block_shape, -np.inf)
+            return terms
         # log p(Σ) = Σ_blocks log IW(Σ_block | ν0, Ψ0_block)                (derivation eq. 4.0)
         scale_factor = s.blocks(np.broadcast_to(self._scale_factor, s.shape(K, d)))
-        lp += invwishart_logpdf(s.blocks(factor), self.dof, scale_factor).sum()
+        terms["covariances"] = invwishart_logpdf(s.blocks(factor), self.dof,
+                                                 scale_factor).reshape(block_shape)
         # log p(μ | Σ) = Σ_k log N(μ_k | m0, Σ_k / κ0)           (omitted for κ0 = 0, flat prior)
-        if self.shrinkage > 0 and np.isfinite(lp):
+        if self.shrinkage > 0:
             L = np.linalg.cholesky(s.expand(covariances, K, d))
             y = np.linalg.solve(L, (means - self.mean)[:, :, None])[:, :, 0]
             log_det = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
-            lp += np.sum(0.5 * d * (np.log(self.shrinkage) - _LOG_2PI) - 0.5 * log_det
-                         - 0.5 * self.shrinkage * np.einsum("kd,kd->k", y, y))
-        return float(lp)
+            terms["means"] = (0.5 * d * (np.log(self.shrinkage) - _LOG_2PI) - 0.5 * log_det
+                              - 0.5 * self.shrinkage * np.einsum("kd,kd->k", y, y))
+        return terms
 
 
 def dirichlet_logpdf(weights: np.ndarray, alpha: np.ndarray) -> float:
@@ -432,6 +465,24 @@ def resolve_prior(prior, X: np.ndarray, n_components: int, covariance: str,
         raise TypeError(f"prior must be a GMMPrior, 'default', 'mclust' or None, got {prior!r}")
     prior.check_compatible(n_components, X.shape[1], covariance)
     return prior
+
+
+def posterior_model_inputs(X, n_components: int, covariance: str, prior):
+    """The validated inputs of a full-posterior model (both samplers and the PyMC model).
+
+    Returns
+    -------
+    (X, features, K, structure, prior)
+        X a float64 (N, d) array, the feature names (a DataFrame's columns, else x0, x1, …),
+        K, the :class:`~bayesgmm.covariance.CovarianceStructure` and a proper
+        :class:`GMMPrior` for them.
+    """
+    names = feature_names_of(X)
+    X = check_data(X)
+    K = check_n_components(n_components, len(X))
+    structure = get_structure(covariance)
+    prior = resolve_prior(prior, X, K, structure.name, allow_none=False)
+    return X, names or tuple(f"x{j}" for j in range(X.shape[1])), K, structure, prior
 
 
 def power_scale(prior: GMMPrior, a: float, n_components: int | None = None) -> GMMPrior:

@@ -20,6 +20,7 @@ import numpy as np
 import xarray as xr
 from scipy.special import logsumexp
 
+from . import _compat
 from .alignment import apply_permutations, assign, dense_draws, pivot_permutations
 from .covariance import get_structure
 from .health import PARAMETERS, max_rhat
@@ -146,6 +147,11 @@ class Relabelling:
     rhat_before, rhat_after : float
         Largest R-hat over weights, means and covariances before and after.
     method : str
+    idata : arviz.InferenceData
+        The input InferenceData with the relabelled posterior and every other group whose
+        variables have a ``component`` dim (``log_prior``, ``sample_stats``) permuted alike;
+        label-free groups (``log_likelihood``, ``observed_data``) as they were.  Given a
+        Dataset, an InferenceData with that one group.
     """
 
     posterior: xr.Dataset
@@ -154,15 +160,18 @@ class Relabelling:
     rhat_before: float
     rhat_after: float
     method: str
+    idata: object = None
 
 
-def relabel(posterior: xr.Dataset, pivot, method: str = "pivot", X=None) -> Relabelling:
+def relabel(posterior, pivot, method: str = "pivot", X=None) -> Relabelling:
     """Relabel posterior draws to the pivot's labelling.
 
     Parameters
     ----------
-    posterior : xarray.Dataset
-        With ``weights``, ``means``, ``covariances`` over (chain, draw, component, …).
+    posterior : arviz.InferenceData or xarray.Dataset
+        Draws with ``weights``, ``means``, ``covariances`` over (chain, draw, component, …):
+        an InferenceData (its ``posterior`` group; ``observed_data`` serves as X) or the
+        posterior Dataset itself.
     pivot : MixtureFit
         The MAP-EM solution; its structure tells how to read ``covariances``.
     method : {"pivot", "stephens"}
@@ -175,6 +184,11 @@ def relabel(posterior: xr.Dataset, pivot, method: str = "pivot", X=None) -> Rela
     """
     if method not in ("pivot", "stephens"):
         raise ValueError(f"method must be 'pivot' or 'stephens', got {method!r}")
+    idata = None
+    if not isinstance(posterior, xr.Dataset):
+        idata, posterior = posterior, posterior.posterior
+        if X is None and hasattr(idata, "observed_data") and "x" in idata.observed_data:
+            X = idata.observed_data["x"].values
     weights, means, dense = dense_draws(posterior, pivot.covariance_type)
     n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
     perms = pivot_permutations(means, dense, np.asarray(pivot.means), pivot.covariance_matrices)
@@ -190,4 +204,16 @@ def relabel(posterior: xr.Dataset, pivot, method: str = "pivot", X=None) -> Rela
     return Relabelling(
         posterior=relabelled, permutations=perms,
         n_permuted=int(np.any(perms != identity, axis=-1).sum()),
-        rhat_before=max_rhat(posterior), rhat_after=max_rhat(relabelled), method=method)
+        rhat_before=max_rhat(posterior), rhat_after=max_rhat(relabelled), method=method,
+        idata=_relabelled_inference_data(idata, relabelled, perms))
+
+
+def _relabelled_inference_data(idata, relabelled: xr.Dataset, perms: np.ndarray):
+    if idata is None:
+        return _compat.inference_data(posterior=relabelled)
+    groups = {name: idata[name] for name in idata.groups()}
+    groups["posterior"] = relabelled
+    for name, group in groups.items():
+        if name != "posterior" and "chain" in group.dims and "component" in group.dims:
+            groups[name] = apply_permutations(group, perms)
+    return _compat.inference_data(**groups)

@@ -17,7 +17,8 @@ Schema (every table but ``[data]`` and ``[model]`` is optional)::
     [prior]      style = "default" | "mclust" | "none", and overrides of shrinkage, dof,
                  scale (a multiplier on Ψ0), mean, concentration
     [em]         init, n_init, tol, max_iter, acceleration
-    [sampler]    draws, tune, chains, target_accept, noncentred_means, relabel, hdi_prob
+    [sampler]    method = "nuts" | "gibbs", draws, tune, chains, target_accept and
+                 noncentred_means (NUTS only), relabel, hdi_prob
     [sensitivity] grid = {axis = [values], ...}, power_scaling = true
 """
 
@@ -243,8 +244,10 @@ class EMSpec:
 
 @dataclass(frozen=True)
 class SamplerSpec:
-    """Settings of :func:`bayesgmm.sample_posterior` and :func:`bayesgmm.compare`."""
+    """Settings of :func:`bayesgmm.sample_posterior` and :func:`bayesgmm.compare`
+    (``method`` is its ``sampler``; ``target_accept`` and ``noncentred_means`` apply to NUTS)."""
 
+    method: str = _check(_choice("nuts", "gibbs"), "nuts")
     draws: int = _check(_integer(1), 1000)
     tune: int = _check(_integer(0), 1000)
     chains: int = _check(_integer(1), 4)

@@ -172,16 +172,19 @@ def run_study(spec: StudySpec, stages=None, *, progress: bool = True, log=None) 
     K, prior = fit.n_components, fit.prior
     sampler = spec.sampler or SamplerSpec()  # the defaults, for `bayesgmm sample` on data
     if "sample" in stages:
-        from .posterior import sample_posterior
+        from .sampling import sample_posterior
 
-        result.idata = timed("sample", f"NUTS: {sampler.chains} chains × ({sampler.tune} tune + "
+        nuts = ({"target_accept": sampler.target_accept,
+                 "noncentred_means": sampler.noncentred_means}
+                if sampler.method == "nuts" else {})
+        result.idata = timed("sample", f"{sampler.method.upper()}: {sampler.chains} chains × "
+                             f"({sampler.tune} {'tune' if nuts else 'burn-in'} + "
                              f"{sampler.draws} draws), starting at the MAP-EM estimate",
                              lambda: sample_posterior(
                                  X, K, spec.model.covariance, prior, init=fit,
-                                 draws=sampler.draws, tune=sampler.tune, chains=sampler.chains,
-                                 random_seed=spec.seed, progressbar=progress,
-                                 target_accept=sampler.target_accept,
-                                 noncentred_means=sampler.noncentred_means))
+                                 sampler=sampler.method, draws=sampler.draws,
+                                 tune=sampler.tune, chains=sampler.chains,
+                                 random_seed=spec.seed, progressbar=progress, **nuts))
     if "compare" in stages:
         from .comparison import compare
 

@@ -1,8 +1,18 @@
 """Prior sweeps on the MAP-EM path: refit over a grid of hyperparameters.
 
-:func:`prior_sweep` refits MAP-EM over a grid of prior settings, each warm-started from its
-neighbour along a snake path and its components aligned to the base fit, into one xarray
-Dataset; :func:`sweep_summary` says how far each estimate moves.
+:func:`prior_sweep` refits MAP-EM over a grid of prior settings into one xarray Dataset, its
+components aligned to the base fit; :func:`sweep_summary` says how far each estimate moves.
+
+A warm sweep must still report each setting's highest mode, not the mode its neighbour's
+solution happens to lead to (measured on Old Faithful, K = 3: a plain warm path stayed on a
+lower mode in 45 of 100 settings, by up to 12.5 nats).  So it works in three steps: the
+default search (:func:`~bayesgmm.fit_map`) at the base prior and on a coarse lattice of the
+grid (each axis at its first, middle and last value);
+a snake path through the grid warm-starting each setting from the previous one; then
+*mode exchange*: every setting offers its solution to its grid neighbours (EM under the
+neighbour's prior from it), a neighbour that gains offers its new solution in turn, until no
+setting gains.  A mode found anywhere in the grid thus reaches every setting where it is the
+higher one.
 """
 
 from __future__ import annotations
@@ -20,7 +30,7 @@ from .em import fit_map
 from .priors import HYPERPARAMETERS, GMMPrior, adjust_prior, resolve_prior
 from .result import MixtureFit, parameter_entries
 
-__all__ = ["prior_sweep", "sweep_summary", "aligned", "AXES"]
+__all__ = ["prior_sweep", "posterior_sweep", "sweep_summary", "aligned", "AXES"]
 
 #: grid axes and how each sets the prior: a value for the field, or a multiplier on Ψ0
 AXES = HYPERPARAMETERS
@@ -103,9 +113,10 @@ def prior_sweep(X, n_components: int, covariance: str = "full", base_prior="defa
         given): the warm start of the first setting and the labelling every setting is aligned
         to.
     warm_start : bool
-        Start each setting at its grid neighbour's solution (settings are visited in a snake
-        order).  False fits every setting independently ("cold": :func:`~bayesgmm.fit_map`'s
-        default search), for comparison.
+        True: the default search on a coarse lattice, a warm-started snake path, then mode
+        exchange between neighbours (module docstring) — each setting ends at the highest mode
+        any setting found.  False fits every setting independently ("cold":
+        :func:`~bayesgmm.fit_map`'s default search), for comparison.
     n_init : int, optional
         ``n_init`` of the base fit and of cold fits (:func:`~bayesgmm.fit_map`'s default).
     tol, max_iter, random_state
@@ -123,6 +134,16 @@ def prior_sweep(X, n_components: int, covariance: str = "full", base_prior="defa
     """
     names = feature_names_of(X)
     X = check_data(X)
+    axes, shape, fits, base_fit, _ = _sweep_fits(
+        X, n_components, covariance, base_prior, grid, base_fit=base_fit,
+        warm_start=warm_start, n_init=n_init, tol=tol, max_iter=max_iter,
+        random_state=random_state, progress=progress)
+    return _sweep_dataset(axes, shape, fits, X, base_fit, names)
+
+
+def _sweep_fits(X, n_components, covariance, base_prior, grid, *, base_fit, warm_start,
+                n_init, tol, max_iter, random_state, progress):
+    """The fits of :func:`prior_sweep`: (axes, shape, {index: aligned fit}, base fit, priors)."""
     K = check_n_components(n_components, len(X))
     structure = get_structure(covariance)
     base = resolve_prior(base_prior, X, K, structure.name, allow_none=False)
@@ -136,16 +157,161 @@ def prior_sweep(X, n_components: int, covariance: str = "full", base_prior="defa
                            max_iter=max_iter, random_state=random_state)
     elif base_fit.covariance_type != structure.name or base_fit.n_components != K:
         raise ValueError("base_fit must be a fit of the same K and covariance structure")
-    fits = {}
-    previous = base_fit
     order = list(_snake(shape))
     rng = np.random.default_rng(random_state)
+    refit = lambda idx, **start: fit_map(  # noqa: E731
+        X, K, structure.name, prior=priors[idx], tol=tol, max_iter=max_iter,
+        warn_convergence=False, **start)
+    fits = {}
+    if warm_start:
+        for idx in _anchors(shape):  # searched anchors, seeds of the exchange
+            fits[idx] = refit(idx, n_init=n_init, random_state=rng)
+    previous = base_fit
     for idx in _progress(order, len(order), "prior sweep", progress):
         start = dict(init=previous) if warm_start else dict(n_init=n_init, random_state=rng)
-        fit = fit_map(X, K, structure.name, prior=priors[idx], tol=tol, max_iter=max_iter,
-                      warn_convergence=False, **start)
-        fits[idx] = previous = aligned(fit, base_fit)
-    return _sweep_dataset(axes, shape, fits, X, base_fit, names)
+        fits[idx] = previous = _higher(refit(idx, **start), fits.get(idx))
+    if warm_start:
+        _exchange_modes(fits, shape, lambda idx, fit: refit(idx, init=fit))
+    fits = {idx: aligned(fit, base_fit) for idx, fit in fits.items()}
+    return axes, shape, fits, base_fit, priors
+
+
+def posterior_sweep(X, n_components: int, covariance: str = "full", base_prior="default",
+                    grid: dict | None = None, *, sampler: str = "gibbs", draws: int = 1000,
+                    tune: int = 200, chains: int = 4, hdi_prob: float = 0.94,
+                    random_state=0, progress: bool = True, **sampler_options) -> xr.Dataset:
+    """The full posterior over a grid of priors, summarised beside each setting's MAP.
+
+    For every setting of ``grid`` (as :func:`prior_sweep`, whose MAP-EM fits it runs first):
+    :func:`~bayesgmm.sample_posterior` from that setting's MAP (the Gibbs sampler by default:
+    no compilation, so a grid costs seconds per setting), the draws relabelled to the MAP,
+    and the comparison table of :func:`bayesgmm.comparison.table_dataset`.
+
+    Parameters
+    ----------
+    X, n_components, covariance, base_prior, grid
+        As for :func:`prior_sweep`.
+    sampler : {"gibbs", "nuts"}
+    draws, tune, chains : int
+        Per setting.
+    hdi_prob : float
+    random_state : int
+        Seeds the sweep's searches and, with the setting's index, each setting's chains.
+    progress : bool
+    **sampler_options
+        Passed to :func:`~bayesgmm.sample_posterior` (e.g. ``target_accept`` for NUTS).
+
+    Returns
+    -------
+    xarray.Dataset
+        The grid axes, a ``stat`` dim (``map``, ``mean``, ``median``, ``sd``, ``hdi_lower``,
+        ``hdi_upper``, ``map_quantile``, ``map_in_hdi``, ``std_diff``) and the parameters'
+        dims, for ``weights``, ``means`` and ``covariances``; per setting ``log_posterior``
+        (the MAP's), ``max_rhat``, ``min_ess_bulk`` and ``map_gain`` (nats the draws' best
+        mode gains over the MAP: :func:`bayesgmm.comparison.map_check`).
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> X = bg.load_dataset("faithful")
+    >>> ds = bg.posterior_sweep(X, 2, grid={"shrinkage": [0.01, 1.0]}, draws=200, tune=50,
+    ...                         chains=2, progress=False)
+    >>> ds["means"].sel(stat="mean").dims
+    ('shrinkage', 'component', 'feature')
+    """
+    from .comparison import map_check, table_dataset
+    from .health import convergence_summary
+    from .relabelling import relabel
+    from .sampling import sample_posterior
+
+    names = feature_names_of(X)
+    data = X
+    X = check_data(X)
+    axes, shape, fits, base_fit, priors = _sweep_fits(
+        X, n_components, covariance, base_prior, grid, base_fit=None, warm_start=True,
+        n_init=None, tol=1e-10, max_iter=5000, random_state=random_state, progress=False)
+    tables, extra = {}, {}
+    order = list(_snake(shape))
+    for i, idx in enumerate(_progress(order, len(order), "posterior sweep", progress)):
+        fit = replace(fits[idx], feature_names=names) if names else fits[idx]
+        idata = sample_posterior(data, fit.n_components, fit.covariance_type, priors[idx],
+                                 sampler=sampler, init=fit, draws=draws, tune=tune,
+                                 chains=chains, random_seed=_setting_seed(random_state, i),
+                                 progressbar=False, **sampler_options)
+        relabelled = relabel(idata, fit)
+        tables[idx] = table_dataset(relabelled.posterior, fit, hdi_prob)
+        health = convergence_summary(relabelled.posterior)
+        extra[idx] = {"log_posterior": fit.log_posterior, "max_rhat": health["max_rhat"],
+                      "min_ess_bulk": health["min_ess_bulk"],
+                      "map_gain": map_check(fit, idata, X).gain}
+    return _grid_dataset(axes, shape, tables, extra, names or base_fit.feature_names)
+
+
+def _setting_seed(random_state, i: int) -> int:
+    """An independent integer seed for setting ``i`` of a sweep seeded by ``random_state``."""
+    base = 0 if random_state is None else int(np.random.default_rng(random_state).integers(2**32))
+    return int(np.random.SeedSequence([base, i]).generate_state(1)[0])
+
+
+def _grid_dataset(axes, shape, tables: dict, extra: dict, names) -> xr.Dataset:
+    """Stack per-setting Datasets and scalars along the grid's axes."""
+    coords = {name: ([float(v) for v in values] if all(np.ndim(v) == 0 for v in values)
+                     else np.arange(len(values))) for name, values in axes.items()}
+    cells = [tables[idx].expand_dims({name: [coords[name][i]] for name, i in zip(axes, idx)})
+             for idx in np.ndindex(*shape)]
+    ds = xr.combine_by_coords(cells) if len(cells) > 1 else cells[0]
+    for var in next(iter(extra.values())):
+        ds[var] = (list(axes), np.array([extra[idx][var] for idx in np.ndindex(*shape)],
+                                        dtype=float).reshape(shape))
+    if names:
+        ds = ds.assign_coords(feature=list(names), feature_bis=list(names)) if (
+            "feature_bis" in ds.dims) else ds.assign_coords(feature=list(names))
+    return ds
+
+
+def _higher(fit: MixtureFit, other: MixtureFit | None) -> MixtureFit:
+    """The fit with the higher log posterior (the first on ties)."""
+    if other is None or fit.log_posterior >= other.log_posterior - _GAIN * abs(
+            other.log_posterior):
+        return fit
+    return other
+
+
+#: a mode counts as higher than another when its log posterior exceeds it by this relative gap
+_GAIN = 1e-9
+
+
+def _anchors(shape):
+    """A coarse lattice of the grid: each axis at its first, middle and last value."""
+    per_axis = [sorted({0, (n - 1) // 2, n - 1}) for n in shape]
+    return [tuple(int(p[i]) for p, i in zip(per_axis, c))
+            for c in np.ndindex(*(len(p) for p in per_axis))]
+
+
+def _neighbours(idx, shape):
+    for axis, n in enumerate(shape):
+        for step in (-1, 1):
+            j = idx[axis] + step
+            if 0 <= j < n:
+                yield idx[:axis] + (j,) + idx[axis + 1:]
+
+
+def _exchange_modes(fits: dict, shape, refit) -> None:
+    """Offer every setting's solution to its neighbours until no setting gains (in place).
+
+    Terminates: a setting is offered again only after its log posterior rose by more than
+    :data:`_GAIN`, and each setting's log posterior is bounded by its highest mode.
+    """
+    pending = list(fits)
+    while pending:
+        idx = pending.pop(0)
+        for other in _neighbours(idx, shape):
+            candidate = refit(other, fits[idx])
+            if candidate.log_posterior > fits[other].log_posterior + _GAIN * abs(
+                    fits[other].log_posterior):
+                fits[other] = candidate
+                if other not in pending:
+                    pending.append(other)
 
 
 def _sweep_dataset(axes, shape, fits, X, base_fit, names) -> xr.Dataset:

@@ -10,6 +10,7 @@ from scipy import stats
 
 import bayesgmm as bg
 from bayesgmm.alignment import apply_permutations
+from bayesgmm.estep import MixtureParams
 from tests.conftest import STRUCTURES
 
 matplotlib.use("Agg")
@@ -252,3 +253,95 @@ def test_diagnostics_see_bernstein_von_mises_and_its_failure():
     variances = t[[("covariances" in i) and (i.split(", ")[1] == i.split(", ")[2][:-1])
                    for i in t.index]]
     assert variances["std_diff"].min() < -0.5
+
+
+# ----------------------------------------------------------------------------- is the MAP the MAP?
+@pytest.fixture(scope="module")
+def three_blobs():
+    rng = np.random.default_rng(0)
+    centres = np.array([[0, 0], [6, 0], [0, 6.0]])
+    return np.vstack([c + rng.normal(size=(100, 2)) for c in centres])
+
+
+def test_map_check_finds_the_higher_mode_a_local_fit_missed(three_blobs):
+    """A fit stuck with two components in one cluster and one spanning two is 154 nats below
+    the real mode; Gibbs draws started there leave it at once, and EM from the best of them
+    reaches the mode the default search finds — to EM's tolerance."""
+    X = three_blobs
+    good = bg.fit_map(X, 3, random_state=0)
+    stuck = bg.fit_map(X, 3, init=MixtureParams(
+        np.ones(3) / 3, np.array([[-0.5, 0], [0.5, 0], [3, 3.0]]),
+        np.stack([np.eye(2), np.eye(2), 10 * np.eye(2)])))
+    assert stuck.log_posterior < good.log_posterior - 100
+    idata = bg.sample_posterior(X, 3, "full", stuck.prior, sampler="gibbs", init=stuck,
+                                draws=100, tune=0, chains=2, random_seed=0, progressbar=False)
+    check = bg.compare(stuck, idata).map_check
+    assert check.draws_above > 0 and check.best_draw_log_posterior > stuck.log_posterior
+    assert check.gain == pytest.approx(good.log_posterior - stuck.log_posterior, abs=1e-6)
+    assert check.improved_fit.log_posterior == pytest.approx(good.log_posterior, abs=1e-6)
+    assert "NOT the posterior's highest mode" in bg.compare(stuck, idata).summary()
+
+    idata = bg.sample_posterior(X, 3, "full", good.prior, sampler="gibbs", init=good,
+                                draws=100, tune=0, chains=2, random_seed=0, progressbar=False)
+    check = bg.compare(good, idata).map_check
+    assert check.gain == 0 and check.improved_fit is None and check.draws_above == 0
+    assert check.best_draw_log_posterior < good.log_posterior
+    assert check.to_dict()["improved_log_posterior"] is None
+
+
+def test_map_check_says_when_it_cannot_run(synthetic):
+    """Draws without log_likelihood/log_prior groups (a stand-in posterior) cannot be checked;
+    the report says so instead of guessing."""
+    fit, _, idata = synthetic
+    check = bg.compare(fit, idata).map_check
+    assert np.isnan(check.best_draw_log_posterior) and check.gain == 0
+    assert "not possible" in check.summary()
+
+
+def test_predictive_draws_follow_the_mixture(synthetic):
+    """Replicated data from draws concentrated at the fit have the fit's mixture mean and
+    component shares (within 5 standard errors over 200 × 300 rows)."""
+    from bayesgmm.plots import predictive_draws
+
+    fit, X, idata = synthetic
+    reps = predictive_draws(idata.posterior, fit.covariance_type, 300, n_draws=200)
+    assert reps.shape == (200, 300, 2)
+    post = idata.posterior
+    draw_means = np.einsum("cdk,cdkj->cdj", post["weights"].values,
+                           post["means"].values).reshape(-1, 2)   # each draw's mixture mean
+    flat = reps.reshape(-1, 2)
+    # SE of the pooled mean: row noise plus the spread of the 200 draws' own means
+    se = np.sqrt(flat.var(0) / len(flat) + draw_means.var(0) / 200)
+    assert np.all(np.abs(flat.mean(0) - draw_means.mean(0)) < 5 * se)
+    share = (fit.predict(flat) == 0).mean()
+    assert abs(share - fit.weights[0]) < 0.02
+
+
+def test_relabel_returns_inference_data_with_every_labelled_group_permuted(three_blobs):
+    """Chains started in another labelling of the components are relabelled as a whole
+    InferenceData: the posterior, and the log_prior and sample_stats entries per component,
+    move together (each draw's per-component log prior still belongs to its component)."""
+    X = three_blobs
+    fit = bg.fit_map(X, 3, random_state=0)
+    order = [2, 0, 1]
+    shuffled = bg.fit_map(X, 3, "full", fit.prior, init=MixtureParams(
+        fit.weights[order], fit.means[order], fit.covariances[order]), max_iter=0,
+        warn_convergence=False)
+    idata = bg.sample_posterior(X, 3, "full", fit.prior, sampler="gibbs", init=shuffled,
+                                draws=30, tune=0, chains=2, random_seed=1, progressbar=False)
+    result = bg.relabel(idata, fit)
+    assert result.n_permuted == 60
+    out = result.idata
+    assert set(out.groups()) == set(idata.groups())
+    for c, t in [(0, 0), (1, 29)]:
+        draw = out.posterior.isel(chain=c, draw=t)
+        terms = fit.prior.log_prior_terms(draw["weights"].values, draw["means"].values,
+                                          draw["covariances"].values)
+        np.testing.assert_allclose(out.log_prior["means"].isel(chain=c, draw=t), terms["means"])
+        np.testing.assert_allclose(out.log_prior["covariances"].isel(chain=c, draw=t),
+                                   terms["covariances"])
+    np.testing.assert_array_equal(out.log_likelihood["x"], idata.log_likelihood["x"])
+    sizes = out.sample_stats["component_sizes"].isel(chain=0).mean("draw").values
+    assert np.all(np.abs(sizes - 100) < 10)  # each blob's 100 rows, in the fit's order
+    np.testing.assert_allclose(out.posterior["means"].mean(("chain", "draw")), fit.means,
+                               atol=0.3)

@@ -63,6 +63,25 @@ def test_shapes_dims_and_parametrisation(row, K, d):
     assert (row.pymc_distribution == "InverseWishart") == (b > 1 or row.matrix_valued)
 
 
+@pytest.mark.parametrize("K, d", [(1, 1), (3, 2), (2, 4)])
+def test_pool_is_the_adjoint_of_expand(row, K, d):
+    """⟨c, pool(B)⟩ = Σ_k tr(expand(c)_k B_k) for every covariance c and symmetric B: pooling a
+    per-component statistic is exactly how the structure's parameters meet it in the
+    likelihood, so the conjugate update adds pool(B) to each block's scale."""
+    rng = np.random.default_rng(3)
+    A = rng.normal(size=(K, d, d))
+    B = A + np.swapaxes(A, -1, -2)
+    for seed in range(3):
+        covs = random_covariances(row, K, d, seed=seed)
+        pooled = np.asarray(row.pool(B))
+        assert pooled.shape == covs.shape
+        np.testing.assert_allclose(np.sum(covs * pooled),
+                                   np.einsum("kij,kji->", dense(row, covs, K, d), B),
+                                   rtol=1e-12)
+    counts = row.blocks(np.asarray(row.pool(np.arange(1.0, K + 1)[:, None, None] * np.eye(d))))
+    assert np.all(np.trace(counts, axis1=-2, axis2=-1) / row.block_size(d) >= 1)
+
+
 def test_kernel_layout_round_trips_and_factors(row):
     covs = random_covariances(row, K, D, seed=2)
     full = dense(row, covs, K, D)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import bayesgmm as bg
-from bayesgmm.posterior import SamplingInterrupted
+from bayesgmm import SamplingInterrupted
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")]

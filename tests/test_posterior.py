@@ -5,7 +5,6 @@ sampling tests share one compiled model each.
 """
 
 import json
-import warnings
 
 import arviz as az
 import numpy as np
@@ -16,7 +15,7 @@ import pytest
 
 import bayesgmm as bg
 from bayesgmm.distributions import LogCholesky
-from bayesgmm.health import SamplerHealth, SamplerWarning
+from bayesgmm.health import SamplerHealth
 from tests.conftest import STRUCTURES
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
@@ -29,11 +28,6 @@ def _transformed_point(model, values):
     for rv in model.free_RVs:
         model.set_initval(rv, np.asarray(values[rv.name], dtype=float))
     return model.initial_point()
-
-
-@pytest.fixture(scope="module")
-def faithful():
-    return bg.load_dataset("faithful")
 
 
 @pytest.fixture(scope="module", params=STRUCTURES)
@@ -178,11 +172,10 @@ def test_prior_only_sampling_reproduces_the_prior_moments():
 
 
 @pytest.mark.slow
-def test_faithful_four_chains_are_healthy(faithful):
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", SamplerWarning)
-        idata = bg.sample_posterior(faithful, 2, "full", draws=1000, tune=1000, chains=4,
-                                    random_seed=11, progressbar=False)
+def test_faithful_four_chains_are_healthy(faithful_nuts):
+    idata, sampler_warnings = faithful_nuts
+    assert sampler_warnings == []
+    assert idata.posterior.attrs["sampler"] == "nuts"
     health = SamplerHealth(**json.loads(
         idata.posterior.attrs["sampler_health"]))
     assert health.max_rhat <= 1.01 and health.divergences == 0
@@ -246,3 +239,28 @@ def test_non_centred_model_has_the_same_density(faithful, covariance):
     values = {"weights": fit.weights, "means": fit.means, "covariances": fit.covariances}
     logp = model.compile_logp(jacobian=False, **FAST)(_transformed_point(model, values))
     assert logp == pytest.approx(fit.log_posterior, rel=1e-8)
+
+
+def test_prior_and_posterior_predictive_sampling_work_on_the_model(faithful):
+    """The likelihood has a ``random``: PyMC's predictive samplers and ArviZ's plot_ppc work.
+    Replicated data from Gibbs draws match the data's mean and spread within 5 standard
+    errors of the replicated statistic."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    idata = bg.sample_posterior(faithful, 2, sampler="gibbs", draws=100, tune=50, chains=2,
+                                random_seed=0, progressbar=False)
+    model = bg.build_model(faithful, 2, "full", "default")
+    pp = pm.sample_posterior_predictive(idata, model=model, random_seed=1, progressbar=False,
+                                        compile_kwargs=FAST)
+    x = pp.posterior_predictive["x"]
+    assert x.dims == ("chain", "draw", "obs", "feature")
+    X = np.asarray(faithful)
+    for stat in (np.mean, np.std):
+        replicated = stat(x.values.reshape(-1, *X.shape), axis=1)   # (S, d)
+        spread = replicated.std(0)
+        assert np.all(np.abs(replicated.mean(0) - stat(X, axis=0)) < 5 * spread)
+    az.plot_ppc(pp, num_pp_samples=20)
+    with model:
+        prior = pm.sample_prior_predictive(draws=20, random_seed=2, compile_kwargs=FAST)
+    assert prior.prior_predictive["x"].shape == (1, 20) + X.shape

@@ -89,6 +89,31 @@ def test_warm_sweep_reaches_the_cold_optimum_in_fewer_iterations(sweeps):
     assert int(warm.n_iter.sum()) < fresh
 
 
+def test_mode_exchange_carries_a_higher_mode_across_the_grid():
+    """Settings stuck in a mode 150 nats low reach the real mode once one setting holds it:
+    _exchange_modes hands it on neighbour to neighbour until no setting gains."""
+    from bayesgmm.estep import MixtureParams
+    from bayesgmm.sweep import _exchange_modes
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([c + rng.normal(size=(100, 2)) for c in ([0, 0], [6, 0], [0, 6.0])])
+    base = bg.default_prior(X, 3)
+    priors = {(i,): bg.adjust_prior(base, {"shrinkage": k})
+              for i, k in enumerate([0.01, 0.03, 0.1, 0.3, 1.0])}
+    stuck_start = MixtureParams(np.ones(3) / 3, np.array([[-0.5, 0], [0.5, 0], [3, 3.0]]),
+                                np.stack([np.eye(2), np.eye(2), 10 * np.eye(2)]))
+    refit = lambda idx, start: bg.fit_map(X, 3, prior=priors[idx], init=start,  # noqa: E731
+                                          tol=1e-10)
+    fits = {idx: refit(idx, stuck_start) for idx in priors}
+    best = {idx: bg.fit_map(X, 3, prior=p, random_state=0, tol=1e-10) for idx, p in
+            priors.items()}
+    assert all(fits[i].log_posterior < best[i].log_posterior - 100 for i in priors)
+    fits[(4,)] = best[(4,)]
+    _exchange_modes(fits, (5,), refit)
+    for idx in priors:
+        assert fits[idx].log_posterior == pytest.approx(best[idx].log_posterior, abs=1e-6)
+
+
 def test_sweep_dataset_layout(sweeps):
     warm, _ = sweeps
     assert warm["covariances"].dims == ("shrinkage", "dof", "component", "feature",

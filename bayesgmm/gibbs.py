@@ -1,0 +1,311 @@
+"""The conjugate Gibbs sampler: the PyMC model's posterior, sampled by data augmentation.
+
+Blocked Gibbs (Diebolt & Robert 1994) over the density of DESIGN §2, with the component labels
+z as auxiliary variables and the means integrated out of the covariance step:
+
+    z_n | θ          ~ Categorical(r_n1, …, r_nK)         r_nk ∝ π_k N(x_n | μ_k, Σ_k)
+    π | z            ~ Dirichlet(α + n)                    n_k = #{n : z_n = k}
+    Σ_b | z          ~ IW(ν0 + c_b, Ψ0_b + S_b)            each prior block b (1 × 1: IG)
+    μ_k | Σ, z       ~ N(m_k, Σ_k / κ_k)                   κ_k = κ0 + n_k,
+                                                           m_k = (κ0 m0 + n_k x̄_k) / κ_k
+
+with B_k = W_k + (κ0 n_k / κ_k)(x̄_k − m0)(x̄_k − m0)ᵀ (W_k the labelled rows' scatter about
+x̄_k), S = ``structure.pool(B)`` cut into the prior's blocks and c_b the matching counts
+(``pool(n_k I)``: n_k for full and diag, N for tied, n_k d for spherical).  Every structure is
+one code path through the covariance table.  The draws come back as the same
+:class:`arviz.InferenceData` as the NUTS path (names, dims and groups), so the two samplers
+cross-check each other (``tests/test_gibbs.py``).
+
+The sampler runs in the fit's working coordinates (the data centred and divided by a power of
+two, DESIGN §6), like MAP-EM; the labels step is one pass of the compiled E-step kernel.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from . import _compat
+from .covariance import CovarianceStructure
+from .estep import Coordinates, Engine, MixtureParams, working_coordinates
+from .health import SamplingInterrupted
+from .priors import GMMPrior
+
+__all__ = ["sample_gibbs", "gibbs_sweeps", "draw_parameters", "sample_inverse_wishart"]
+
+
+def sample_inverse_wishart(rng: np.random.Generator, dof: np.ndarray,
+                           scale: np.ndarray) -> np.ndarray:
+    """Independent draws Σ_b ~ IW(ν_b, Ψ_b), batched over blocks (Bartlett decomposition).
+
+    With Ψ = L Lᵀ and A lower triangular, A_ii² ~ χ²(ν − i) (i = 0 … b−1), A_ij ~ N(0, 1)
+    below the diagonal, W = L⁻ᵀ A Aᵀ L⁻¹ ~ Wishart(ν, Ψ⁻¹) and Σ = W⁻¹ = (L A⁻ᵀ)(L A⁻ᵀ)ᵀ;
+    no inverse of Ψ is formed.  For b = 1 this is ψ / χ²(ν), the IG(ν/2, ψ/2) variate.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    dof : ndarray, shape (B,)
+        ν_b > b − 1.
+    scale : ndarray, shape (B, b, b)
+        Symmetric positive definite Ψ_b.
+
+    Returns
+    -------
+    ndarray, shape (B, b, b), exactly symmetric
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> draws = sample_inverse_wishart(np.random.default_rng(0), np.full(20000, 6.0),
+    ...                                np.broadcast_to(np.eye(2), (20000, 2, 2)))
+    >>> np.round(draws.mean(0), 1)    # E Σ = Ψ / (ν − b − 1)
+    array([[0.3, 0. ],
+           [0. , 0.3]])
+    """
+    n_blocks, b = scale.shape[0], scale.shape[-1]
+    A = np.tril(rng.standard_normal((n_blocks, b, b)), -1)
+    diag = np.arange(b)
+    A[:, diag, diag] = np.sqrt(rng.chisquare(dof[:, None] - diag))
+    M = np.linalg.cholesky(scale) @ np.swapaxes(np.linalg.inv(A), -1, -2)
+    sigma = M @ np.swapaxes(M, -1, -2)
+    return 0.5 * (sigma + np.swapaxes(sigma, -1, -2))
+
+
+def _label_statistics(X: np.ndarray, z: np.ndarray, K: int):
+    """n_k (K,), x̄_k (K, d) and the scatter W_k about x̄_k (K, d, d) of the rows labelled k."""
+    d = X.shape[1]
+    counts = np.bincount(z, minlength=K)
+    order = np.argsort(z, kind="stable")
+    ends = np.cumsum(counts)
+    means, scatter = np.zeros((K, d)), np.zeros((K, d, d))
+    for k in np.flatnonzero(counts):
+        rows = X[order[ends[k] - counts[k]:ends[k]]]
+        means[k] = rows.mean(axis=0)
+        centred = rows - means[k]
+        scatter[k] = centred.T @ centred
+    return counts, means, scatter
+
+
+def draw_parameters(rng: np.random.Generator, X: np.ndarray, z: np.ndarray,
+                    prior: GMMPrior, structure: CovarianceStructure, K: int) -> MixtureParams:
+    """One draw of θ = (π, Σ, μ) from p(θ | z, X): the conjugate steps of the module docstring.
+
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+    X : ndarray, shape (N, d)
+    z : ndarray of int, shape (N,)
+        Labels in 0 … K−1.
+    prior : GMMPrior
+        Proper in the means (κ0 > 0), in the coordinates of X.
+    structure : CovarianceStructure
+    K : int
+
+    Returns
+    -------
+    MixtureParams
+    """
+    d = X.shape[1]
+    counts, xbar, W = _label_statistics(X, z, K)
+    kappa = prior.shrinkage + counts                                         # κ_k
+    centre = (prior.shrinkage * prior.mean + counts[:, None] * xbar) / kappa[:, None]  # m_k
+    diff = xbar - prior.mean
+    B = W + (prior.shrinkage * counts / kappa)[:, None, None] * (diff[:, :, None] * diff[:, None])
+    shape = structure.shape(K, d)
+    scale = structure.blocks(np.broadcast_to(prior.scale, shape) + structure.pool(B))
+    block_counts = np.trace(structure.blocks(np.asarray(structure.pool(
+        counts[:, None, None] * np.eye(d)), dtype=float)), axis1=-2, axis2=-1)
+    block_counts = block_counts / structure.block_size(d)                    # c_b
+    covs = structure.from_blocks(sample_inverse_wishart(rng, prior.dof + block_counts, scale),
+                                 K, d)
+    L = np.linalg.cholesky(structure.expand(covs, K, d))
+    means = centre + (L @ rng.standard_normal((K, d, 1)))[..., 0] / np.sqrt(kappa)[:, None]
+    weights = rng.dirichlet(prior.concentration_for(K) + counts) if K > 1 else np.ones(1)
+    return MixtureParams(weights, means, covs)
+
+
+def _log_sum_exp_rows(a: np.ndarray) -> np.ndarray:
+    """log Σ_k exp(a_nk), (N, K) → (N,), stable (max subtracted)."""
+    peak = a.max(axis=1)
+    return peak + np.log(np.exp(a - peak[:, None]).sum(axis=1))
+
+
+def _draw_labels(rng: np.random.Generator, log_prob: np.ndarray) -> np.ndarray:
+    """z_n ~ Categorical(softmax(log_prob_n)) by the Gumbel-max trick, (N, K) → (N,)."""
+    return np.argmax(log_prob + rng.gumbel(size=log_prob.shape), axis=1)
+
+
+def gibbs_sweeps(X: np.ndarray, start: MixtureParams, prior: GMMPrior,
+                 structure: CovarianceStructure, rng: np.random.Generator):
+    """An endless Gibbs chain: yields (θ, z, log_prob) after each sweep.
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, d), float64
+        The data, in the coordinates of ``start`` and ``prior`` (keep them near unit scale:
+        :func:`sample_gibbs` passes working coordinates).
+    start : MixtureParams
+    prior : GMMPrior
+        κ0 > 0.
+    structure : CovarianceStructure
+    rng : numpy.random.Generator
+
+    Yields
+    ------
+    theta : MixtureParams
+        The new draw of (π, μ, Σ).
+    z : ndarray of int, shape (N,)
+        The labels it was drawn from.
+    log_prob : ndarray, shape (N, K)
+        log π_k N(x_n | μ_k, Σ_k) at θ: the next sweep's label probabilities, and the
+        pointwise log-likelihood after a log-sum-exp.
+    """
+    X = np.ascontiguousarray(X, dtype=float)
+    K, d = np.shape(start.means)
+    engine = Engine(X, None, structure, K, Coordinates(np.zeros(d), 1.0))
+    log_prob = engine.log_prob(engine.from_params(start))
+    while True:
+        z = _draw_labels(rng, log_prob)
+        theta = draw_parameters(rng, X, z, prior, structure, K)
+        log_prob = engine.log_prob(engine.from_params(theta))
+        yield theta, z, log_prob
+
+
+def sample_gibbs(X: np.ndarray, features, K: int, structure: CovarianceStructure,
+                 prior: GMMPrior, start: MixtureParams, *, draws: int, tune: int, chains: int,
+                 random_seed: int | None, progressbar: bool = False,
+                 allow_partial: bool = False):
+    """Run ``chains`` Gibbs chains from ``start`` and return their draws as InferenceData.
+
+    Chains advance in lockstep (one sweep of every chain per step), so an interrupt leaves
+    every chain with the same number of draws.  ``tune`` sweeps are discarded (burn-in; Gibbs
+    has nothing to tune).  Each chain has its own stream, spawned from ``random_seed``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (N, d), validated float64
+    features : sequence of str, length d
+    K : int
+    structure : CovarianceStructure
+    prior : GMMPrior
+        κ0 > 0 (a flat prior on the means leaves an empty component's mean improper).
+    start : MixtureParams
+        Every chain starts here (the MAP-EM estimate's parameters).
+    draws, tune, chains : int
+    random_seed : int or None
+    progressbar : bool
+        One line of progress on stderr, updated every 5 % of the sweeps.
+    allow_partial : bool
+        On Ctrl-C, return the draws made so far (marked ``posterior.attrs["partial"]``)
+        instead of raising :class:`~bayesgmm.health.SamplingInterrupted`.
+
+    Returns
+    -------
+    arviz.InferenceData
+        Groups ``posterior`` (weights, means, covariances), ``log_likelihood`` (x over obs),
+        ``log_prior`` (per parameter, as PyMC's), ``sample_stats`` (``log_posterior``;
+        ``component_sizes``, the label counts n_k of the sweep that made each draw) and
+        ``observed_data``.
+    """
+    n, d = X.shape
+    coords = working_coordinates(X)
+    Xw = (X - coords.center) / coords.scale
+    working_prior = prior.rescaled(coords.center, coords.scale)
+    offset = coords.log_density_offset(d)
+    out = {"weights": np.empty((chains, draws, K)), "means": np.empty((chains, draws, K, d)),
+           "covariances": np.empty((chains, draws) + structure.shape(K, d)),
+           "log_likelihood": np.empty((chains, draws, n)),
+           "component_sizes": np.empty((chains, draws, K), dtype=np.int64)}
+    sweeps = [gibbs_sweeps(Xw, coords.to_working(start), working_prior, structure, rng)
+              for rng in _chain_streams(random_seed, chains)]
+    total, done = tune + draws, 0
+    started = time.perf_counter()
+    try:
+        for step in range(total):
+            for c, chain in enumerate(sweeps):
+                theta, z, log_prob = next(chain)
+                if step >= tune:
+                    t = step - tune
+                    data = coords.to_data(theta)
+                    out["weights"][c, t], out["means"][c, t] = data.weights, data.means
+                    out["covariances"][c, t] = data.covariances
+                    out["log_likelihood"][c, t] = _log_sum_exp_rows(log_prob) + offset
+                    out["component_sizes"][c, t] = np.bincount(z, minlength=K)
+            done = max(0, step + 1 - tune)
+            if progressbar and (step + 1) % max(1, total // 20) == 0:
+                print(f"\rGibbs: {step + 1}/{total} sweeps × {chains} chains "
+                      f"({time.perf_counter() - started:.1f} s)", end="", file=sys.stderr)
+    except KeyboardInterrupt:
+        if not allow_partial or done == 0:
+            raise SamplingInterrupted(
+                f"sampling was interrupted after {done} of {draws} draws per chain; nothing is "
+                "returned (allow_partial=True keeps partial draws, marked as such)") from None
+    finally:
+        if progressbar:
+            print(file=sys.stderr)
+    elapsed = time.perf_counter() - started
+    idata = _inference_data({k: v[:, :done] for k, v in out.items()}, X, features, prior,
+                            structure, K)
+    idata.posterior.attrs.update(sampler="gibbs", sampling_time=elapsed, tuning_steps=tune)
+    if done < draws:
+        idata.posterior.attrs.update(partial=1, draws_requested=draws)
+    return idata
+
+
+def _chain_streams(random_seed, chains: int) -> list:
+    """Independent generators, one per chain, from a seed, SeedSequence or Generator."""
+    if isinstance(random_seed, np.random.Generator):
+        return random_seed.spawn(chains)
+    seq = (random_seed if isinstance(random_seed, np.random.SeedSequence)
+           else np.random.SeedSequence(random_seed))
+    return [np.random.default_rng(s) for s in seq.spawn(chains)]
+
+
+def _inference_data(out: dict, X: np.ndarray, features, prior: GMMPrior,
+                    structure: CovarianceStructure, K: int):
+    """The NUTS path's InferenceData layout (names, dims, coords, groups) for Gibbs draws."""
+    import xarray as xr
+
+    chains, draws = out["weights"].shape[:2]
+    coords = {"chain": np.arange(chains), "draw": np.arange(draws), "component": np.arange(K),
+              "feature": list(features), "feature_bis": list(features),
+              "obs": np.arange(len(X))}
+    lead = ("chain", "draw")
+
+    def dataset(variables: dict) -> xr.Dataset:
+        return xr.Dataset({name: (lead + dims, values) for name, (dims, values)
+                           in variables.items()}, coords={
+            k: v for k, v in coords.items()
+            if any(k in dims for dims, _ in variables.values()) or k in lead})
+
+    posterior = dataset({"weights": (("component",), out["weights"]),
+                         "means": (("component", "feature"), out["means"]),
+                         "covariances": (structure.dims, out["covariances"])})
+    terms = [[prior.log_prior_terms(out["weights"][c, t], out["means"][c, t],
+                                    out["covariances"][c, t]) for t in range(draws)]
+             for c in range(chains)]
+    # one inverse-Wishart block per matrix, per variance otherwise (as PyMC's log_prior)
+    block_dims = structure.dims[:-2] if structure.matrix_valued else structure.dims
+    log_prior = {"means": (("component",), _stack(terms, "means")),
+                 "covariances": (block_dims, _stack(terms, "covariances"))}
+    if K > 1:  # as in the PyMC model, K = 1 weights are the constant 1, not a variable
+        log_prior["weights"] = ((), _stack(terms, "weights"))
+    log_prior = dataset(log_prior)
+    log_posterior = (out["log_likelihood"].sum(-1)
+                     + sum(log_prior[v].values.reshape(chains, draws, -1).sum(-1)
+                           for v in log_prior.data_vars))
+    sample_stats = dataset({"log_posterior": ((), log_posterior),
+                            "component_sizes": (("component",), out["component_sizes"])})
+    log_likelihood = dataset({"x": (("obs",), out["log_likelihood"])})
+    observed = xr.Dataset({"x": (("obs", "feature"), X)},
+                          coords={"obs": coords["obs"], "feature": coords["feature"]})
+    return _compat.inference_data(posterior=posterior, log_likelihood=log_likelihood,
+                                  log_prior=log_prior, sample_stats=sample_stats,
+                                  observed_data=observed)
+
+
+def _stack(terms, name: str) -> np.ndarray:
+    return np.array([[np.asarray(t[name], dtype=float) for t in chain] for chain in terms])

@@ -1,0 +1,195 @@
+"""The full posterior's front door: :func:`sample_posterior`, with NUTS (PyMC) or conjugate Gibbs.
+
+Both samplers draw from the same density (DESIGN §2) and return the same InferenceData; this
+module validates every argument once, starts both at the MAP-EM estimate, keeps BLAS at one
+thread and attaches the sampler's health.  PyMC is imported only when NUTS runs.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from contextlib import contextmanager
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from ._validation import check_positive_int, check_probability, check_random_state
+from .em import fit_map
+from .gibbs import sample_gibbs
+from .health import SamplerWarning, SamplingInterrupted, sampler_health
+from .priors import posterior_model_inputs
+from .result import MixtureFit
+
+__all__ = ["sample_posterior", "SAMPLERS", "SamplingInterrupted"]
+
+#: the samplers :func:`sample_posterior` offers
+SAMPLERS = ("nuts", "gibbs")
+#: NUTS's own options, with the values used when they are not given
+_NUTS_DEFAULTS = {"cores": None, "target_accept": 0.9, "backend": "NUMBA",
+                  "noncentred_means": False}
+_BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+#: draws and pointwise log-likelihoods may take at most this share of the machine's memory
+_MEMORY_SHARE = 0.5
+
+
+@contextmanager
+def _single_threaded_blas():
+    """One BLAS thread here and in sampler worker processes (they inherit the environment)."""
+    saved = {name: os.environ.get(name) for name in _BLAS_ENV}
+    os.environ.update({name: "1" for name in _BLAS_ENV})
+    try:
+        with threadpool_limits(limits=1, user_api="blas"):
+            yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _check_init(init, K: int, d: int, covariance: str) -> MixtureFit:
+    if not isinstance(init, MixtureFit):
+        raise TypeError(f"init must be a MixtureFit from bg.fit_map or None, got {type(init)}")
+    if (init.n_components, init.n_features, init.covariance_type) != (K, d, covariance):
+        raise ValueError(
+            f"init is a fit with K={init.n_components}, d={init.n_features}, "
+            f"covariance={init.covariance_type!r}, but the model has K={K}, d={d}, "
+            f"covariance={covariance!r}"
+        )
+    return init
+
+
+def _check_memory(draws: int, chains: int, n_values: int) -> None:
+    """Refuse, before any compilation, a run whose draws cannot fit in memory."""
+    needed = float(draws) * chains * n_values * 8
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return
+    if needed > _MEMORY_SHARE * available:
+        raise ValueError(
+            f"draws={draws} × chains={chains} would hold {needed / 2**30:.3g} GiB of draws and "
+            f"pointwise log-likelihoods ({n_values} values per draw), more than "
+            f"{_MEMORY_SHARE:.0%} of this machine's {available / 2**30:.3g} GiB; ask for fewer "
+            "draws")
+
+
+def _nuts_options(sampler: str, given: dict) -> dict:
+    """NUTS's options with defaults filled in; an error naming any given to another sampler."""
+    misplaced = [name for name, value in given.items() if value is not None]
+    if sampler != "nuts" and misplaced:
+        raise ValueError(f"{', '.join(misplaced)} {'applies' if len(misplaced) == 1 else 'apply'}"
+                         f" to sampler='nuts' only; sampler={sampler!r} has no such option "
+                         "(leave it out)")
+    return {name: _NUTS_DEFAULTS[name] if value is None else value
+            for name, value in given.items()}
+
+
+def sample_posterior(X, n_components: int, covariance: str = "full", prior="default", *,
+                     sampler: str = "nuts", init: MixtureFit | None = None, draws: int = 1000,
+                     tune: int = 1000, chains: int = 4, random_seed=None,
+                     progressbar: bool = True, allow_partial: bool = False,
+                     cores: int | None = None, target_accept: float | None = None,
+                     backend: str | None = None, noncentred_means: bool | None = None):
+    """Sample the full posterior, every chain started at the MAP-EM estimate.
+
+    Parameters
+    ----------
+    X : array-like, shape (n_samples, n_features)
+    n_components : int
+    covariance : {"full", "tied", "diag", "spherical"}
+    prior : GMMPrior, "default" or "mclust"
+        The same prior object :func:`~bayesgmm.fit_map` takes (a proper prior is required).
+    sampler : {"nuts", "gibbs"}
+        ``"nuts"``: PyMC's NUTS on :func:`~bayesgmm.build_model` (compiles the model first).
+        ``"gibbs"``: the conjugate blocked Gibbs sampler of :mod:`bayesgmm.gibbs` — no
+        compilation, moves freely between the posterior's label-permuted modes; needs
+        shrinkage κ0 > 0.  Both return the same InferenceData.
+    init : MixtureFit, optional
+        Starting point of every chain; by default ``fit_map`` is run (its default search,
+        seeded by ``random_seed``).
+    draws, tune, chains : int
+        Kept draws and tuning (NUTS) or burn-in (Gibbs) steps per chain; number of chains.
+    random_seed : int, optional
+    progressbar : bool
+    allow_partial : bool
+        What an interrupted run (Ctrl-C) gives.  False (default): :class:`SamplingInterrupted`
+        is raised and nothing is returned.  True: the draws made so far are returned, marked
+        ``posterior.attrs["partial"] = 1`` with ``draws_requested``; :func:`bayesgmm.compare`
+        says so and report folders refuse them.
+    cores : int, optional
+        NUTS only: worker processes.  Default: 1 with the Numba backend (each worker process
+        would compile the model again), else min(chains, CPUs).
+    target_accept : float, optional
+        NUTS only: the target acceptance rate, in (0, 1) (default 0.9).
+    backend : {"NUMBA", "C", "FAST_RUN", ...}, optional
+        NUTS only: PyTensor's compilation mode of the log density (default "NUMBA", which
+        compiles and evaluates faster than C on these models; ``benchmarks/README.md``).
+    noncentred_means : bool, optional
+        NUTS only: see :func:`~bayesgmm.build_model` (default False).
+
+    Returns
+    -------
+    arviz.InferenceData
+        Groups ``posterior`` (``weights``, ``means``, ``covariances`` with the dims of
+        :meth:`MixtureFit.to_xarray`), ``sample_stats``, ``log_likelihood`` (``x``, pointwise
+        over ``obs``), ``log_prior`` (per parameter) and ``observed_data``.
+        ``posterior.attrs``: ``sampler`` and ``sampler_health`` (divergences, R-hat and ESS
+        after matching each draw's components to ``init``'s, the share of draws that needed
+        it; :func:`bayesgmm.health.sampler_health`).  BLAS runs on one thread throughout.
+
+    Raises
+    ------
+    SamplingInterrupted
+        On Ctrl-C, unless ``allow_partial``.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> X = bg.load_dataset("faithful")
+    >>> idata = bg.sample_posterior(X, 2, sampler="gibbs", draws=200, tune=100, chains=2,
+    ...                             random_seed=0, progressbar=False)
+    >>> idata.posterior["means"].dims
+    ('chain', 'draw', 'component', 'feature')
+    """
+    data = X  # keeps a DataFrame's column names
+    X, features, K, structure, prior = posterior_model_inputs(X, n_components, covariance,
+                                                              prior)
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler={sampler!r} is not a sampler; use one of {list(SAMPLERS)}")
+    nuts = _nuts_options(sampler, {"cores": cores, "target_accept": target_accept,
+                                   "backend": backend, "noncentred_means": noncentred_means})
+    if sampler == "nuts":
+        nuts["target_accept"] = check_probability(nuts["target_accept"], "target_accept")
+        if nuts["cores"] is not None:
+            nuts["cores"] = check_positive_int(nuts["cores"], "cores")
+    elif not prior.shrinkage > 0:
+        raise ValueError("sampler='gibbs' needs a proper prior on the means (shrinkage κ0 > 0): "
+                         "with κ0 = 0 an empty component's mean has an improper posterior; set "
+                         "shrinkage or use sampler='nuts'")
+    draws = check_positive_int(draws, "draws")
+    tune = check_positive_int(tune, "tune", minimum=0)
+    chains = check_positive_int(chains, "chains")
+    random_seed = check_random_state(random_seed, "random_seed")
+    n, d = X.shape
+    _check_memory(draws, chains, n + K * (d + 1) + int(np.prod(structure.shape(K, d))))
+    if init is None:
+        init = fit_map(X, K, structure.name, prior=prior, tol=1e-10, max_iter=5000,
+                       random_state=random_seed, warn_convergence=False)
+    init = _check_init(init, K, d, structure.name)
+    run = dict(draws=draws, tune=tune, chains=chains, random_seed=random_seed,
+               progressbar=progressbar, allow_partial=allow_partial)
+    with _single_threaded_blas():
+        if sampler == "gibbs":
+            idata = sample_gibbs(X, features, K, structure, prior, init.params, **run)
+        else:
+            from .posterior import run_nuts
+
+            idata = run_nuts(data, K, structure, prior, init, **run, **nuts)
+    health = sampler_health(idata, init)
+    idata.posterior.attrs["sampler_health"] = health.to_json()
+    for problem in health.problems():
+        warnings.warn(problem, SamplerWarning, stacklevel=2)
+    return idata
