@@ -132,6 +132,11 @@ class CovarianceStructure:
     to_unconstrained: Callable
     from_unconstrained: Callable
 
+    def __reduce__(self):
+        """Pickled by name: a row of :data:`STRUCTURES` is a singleton (its functions are
+        lambdas, which pickle cannot store), so fits, priors and estimators pickle."""
+        return get_structure, (self.name,)
+
     @property
     def matrix_valued(self) -> bool:
         """The covariances are d × d matrices (their upper triangle must match the lower)."""

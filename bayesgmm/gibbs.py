@@ -22,6 +22,7 @@ two, DESIGN §6), like MAP-EM; the labels step is one pass of the compiled E-ste
 
 from __future__ import annotations
 
+import logging
 import sys
 import time
 
@@ -32,6 +33,8 @@ from .covariance import CovarianceStructure
 from .estep import Coordinates, Engine, MixtureParams, working_coordinates
 from .health import SamplingInterrupted
 from .priors import GMMPrior
+
+_log = logging.getLogger("bayesgmm")
 
 __all__ = ["sample_gibbs", "gibbs_sweeps", "draw_parameters", "sample_inverse_wishart"]
 
@@ -223,6 +226,7 @@ def sample_gibbs(X: np.ndarray, features, K: int, structure: CovarianceStructure
               for rng in _chain_streams(random_seed, chains)]
     total, done = tune + draws, 0
     started = time.perf_counter()
+    _log.info("Gibbs: nothing to compile; sampling %d chains × %d sweeps", chains, total)
     try:
         for step in range(total):
             for c, chain in enumerate(sweeps):

@@ -34,10 +34,11 @@ def _tree(folder):
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_sigint_to_bayesgmm_run_during_sampling(tmp_path):
+@pytest.mark.parametrize("sampler", ["nuts", "gibbs"])
+def test_sigint_to_bayesgmm_run_during_sampling(tmp_path, sampler):
     bg.load_dataset("faithful").to_csv(tmp_path / "data.csv", index=False)
     (tmp_path / "fit.toml").write_text(SPEC)
-    (tmp_path / "sample.toml").write_text(SPEC + SAMPLER)
+    (tmp_path / "sample.toml").write_text(SPEC + SAMPLER + f'method = "{sampler}"\n')
     report = tmp_path / "report"
     cmd = [sys.executable, "-m", "bayesgmm", "run"]
     subprocess.run([*cmd, str(tmp_path / "fit.toml"), "--out", str(report), "--quiet"],
@@ -51,7 +52,8 @@ def test_sigint_to_bayesgmm_run_during_sampling(tmp_path):
     def read():
         for line in proc.stderr:
             lines.append(line)
-            if line.startswith("bayesgmm: compiled and initialised"):
+            if line.startswith(("bayesgmm: compiled and initialised",
+                                "bayesgmm: Gibbs: nothing to compile")):
                 sampling.set()
 
     reader = threading.Thread(target=read, daemon=True)
@@ -89,9 +91,11 @@ def interrupt_during_sampling():
     logger.setLevel(level)
 
 
-def test_the_api_raises_or_marks_partial_draws(interrupt_during_sampling):
+@pytest.mark.parametrize("sampler", ["nuts", "gibbs"])
+def test_the_api_raises_or_marks_partial_draws(interrupt_during_sampling, sampler):
     X = np.random.default_rng(0).normal(size=(40, 1))
-    kwargs = dict(draws=100000, tune=10, chains=2, random_seed=0, progressbar=False)
+    kwargs = dict(draws=100000, tune=10, chains=2, random_seed=0, progressbar=False,
+                  sampler=sampler)
     with pytest.raises(SamplingInterrupted, match=r"interrupted after \d+ of 100000 draws"):
         bg.sample_posterior(X, 1, "full", **kwargs)
     idata = bg.sample_posterior(X, 1, "full", allow_partial=True, **kwargs)

@@ -157,3 +157,28 @@ def test_import_does_not_load_pymc_or_sklearn():
             "print(any(m in sys.modules for m in ('pymc', 'pytensor', 'arviz', 'sklearn')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("covariance", ["full", "tied", "diag", "spherical"])
+def test_fits_priors_and_the_estimator_pickle(faithful, covariance):
+    """pickle/joblib — how scikit-learn users persist models — round-trip exactly (the
+    covariance table's rows pickle by name)."""
+    import io
+    import pickle
+
+    import joblib
+
+    fit = bg.fit_map(faithful, 2, covariance, random_state=0)
+    again = pickle.loads(pickle.dumps(fit))
+    np.testing.assert_array_equal(again.predict_proba(faithful), fit.predict_proba(faithful))
+    for name in ("mean", "scale", "shrinkage", "dof", "covariance"):
+        np.testing.assert_array_equal(getattr(again.prior, name), getattr(fit.prior, name))
+    assert again.prior.logpdf(fit.weights, fit.means, fit.covariances) == \
+        fit.prior.logpdf(fit.weights, fit.means, fit.covariances)
+    estimator = bg.MAPGaussianMixture(n_components=2, covariance=covariance).fit(faithful)
+    buffer = io.BytesIO()
+    joblib.dump(estimator, buffer)
+    buffer.seek(0)
+    loaded = joblib.load(buffer)
+    np.testing.assert_array_equal(loaded.predict(faithful), estimator.predict(faithful))
+    assert loaded.score(faithful) == estimator.score(faithful)
