@@ -37,6 +37,8 @@ __all__ = [
     "write_report",
     "power_scale",
     "prior_sweep",
+    "select_model",
+    "ModelSelection",
     "posterior_sweep",
     "em_sensitivity",
     "mcmc_sensitivity",
@@ -50,7 +52,8 @@ __all__ = [
 # Loaded on first use: PyMC (the posterior path) and scikit-learn (the estimator) are heavy,
 # and `import bayesgmm` must not import them.
 _LAZY = {"MAPGaussianMixture": "estimator", "build_model": "posterior", "compare": "comparison",
-         "relabel": "relabelling", "Report": "comparison", "prior_sweep": "sweep", "posterior_sweep": "sweep",
+         "relabel": "relabelling", "Report": "comparison", "prior_sweep": "sweep", "select_model": "selection",
+         "ModelSelection": "selection", "posterior_sweep": "sweep",
          "em_sensitivity": "power_scaling", "mcmc_sensitivity": "power_scaling",
          "sensitivity_report": "power_scaling", "SensitivityReport": "power_scaling",
          "sweep_summary": "sweep",

@@ -11,7 +11,7 @@ from . import _compat
 from .alignment import dense_draws
 
 __all__ = ["plot_ellipses", "plot_forest", "plot_marginals", "plot_traces", "plot_sweep",
-           "plot_predictive", "predictive_draws", "REPORT_FIGURES"]
+           "plot_predictive", "predictive_draws", "plot_model_selection", "REPORT_FIGURES"]
 
 
 def _plt():
@@ -201,6 +201,41 @@ def plot_predictive(report, n_draws: int = 200, bins: int = 30, random_state=0):
                  f"replicated data sets ({bins} bins)", fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def plot_model_selection(selection, ax=None):
+    """mclust's BIC plot: the criterion against K, one line per covariance structure, the
+    chosen candidate circled (lower is better on bayesgmm's scale).
+
+    Parameters
+    ----------
+    selection : ModelSelection
+        From :func:`bayesgmm.select_model`.
+    ax : matplotlib Axes, optional
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    plt = _plt()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    table, criterion = selection.table, selection.criterion
+    markers = "osD^vP*X"
+    for i, (name, rows) in enumerate(table.groupby("covariance", sort=False)):
+        ax.plot(rows["n_components"], rows[criterion], marker=markers[i % len(markers)],
+                ms=4, label=name)
+    best = selection.best
+    value = table.loc[(table.n_components == best.n_components)
+                      & (table.covariance == best.covariance_type), criterion].iloc[0]
+    ax.plot([best.n_components], [value], "o", ms=14, mfc="none", mec="k", mew=1.5,
+            label=f"chosen: K = {best.n_components}, {best.covariance_type}")
+    ax.set_xlabel("number of components K")
+    ax.set_ylabel(f"{criterion.upper()} (lower is better)")
+    ax.set_xticks(sorted(table["n_components"].unique()))
+    ax.legend(title="covariance", fontsize=8)
+    ax.set_title(f"Model selection by {criterion.upper()}")
+    return ax
 
 
 REPORT_FIGURES = {"ellipses": plot_ellipses, "forest": plot_forest,
