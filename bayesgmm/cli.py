@@ -62,6 +62,18 @@ def _grid_option(text: str) -> tuple[str, list[float]]:
             f"{text!r} is not AXIS=v1,v2,... (e.g. shrinkage=0.01,0.1,1)") from None
 
 
+def _components(text: str) -> list[int]:
+    """K or a range "a-b" of K, for -k."""
+    low, sep, high = text.partition("-")
+    try:
+        values = list(range(int(low), int(high) + 1)) if sep else [int(low)]
+    except ValueError:
+        values = []
+    if not values:
+        raise argparse.ArgumentTypeError(f"{text!r} is not K or a range a-b (e.g. 3 or 1-9)")
+    return values
+
+
 def _overrides(args) -> dict:
     """The spec entries set on the command line."""
     out: dict = {}
@@ -71,7 +83,8 @@ def _overrides(args) -> dict:
             (out.setdefault(table, {}) if table else out)[key] = value
 
     put(None, "seed", args.seed)
-    put("model", "n_components", getattr(args, "n_components", None))
+    ks = getattr(args, "n_components", None)
+    put("model", "n_components", sorted({k for group in ks for k in group}) if ks else None)
     put("model", "covariance", getattr(args, "covariance", None))
     put("prior", "style", getattr(args, "prior", None))
     columns = getattr(args, "columns", None)
@@ -140,14 +153,45 @@ def _cmd_fit(args, out: _Output) -> int:
     text = fit.summary(f"{spec.name}: {len(X)} rows × {X.shape[1]} columns")
     text += f"\n  BIC = {bic:.3f}  (lower is better)"
     if result.selection is not None:
-        text += "\n\n" + result.selection.to_string()
+        text += "\n\n" + result.selection.summary() + "\n" + \
+            result.selection.marked_table.to_string(index=False)
     if target is not None:
         text += f"\nwrote {target}"
     data = {"fit": as_json, "bic": bic, "output": str(target) if target else None,
             "selection": None if result.selection is None
-            else result.selection.reset_index().to_dict(orient="records")}
+            else result.selection.marked_table.to_dict(orient="records")}
     out.result(text, data)
     return 0
+
+
+def _cmd_select(args, out: _Output) -> int:
+    plot = _check_suffix(args.plot, (".png", ".pdf", ".svg"))
+    if args.covariance is None and not args.source.endswith(".toml"):
+        args.covariance = list(STRUCTURES)  # as mclust: every structure
+    spec = _spec(args)
+    result = run_study(spec, ("fit",), progress=out.progress, log=out.log)
+    selection = result.selection
+    if selection is None:
+        raise ValueError("one candidate only: give several K (e.g. -k 1-9) or structures")
+    if plot is not None:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        ax = selection.plot()
+        atomic_write(plot, _figure_bytes(ax.figure, plot.suffix[1:]))
+    text = selection.summary() + "\n\n" + selection.marked_table.to_string(index=False)
+    out.result(text + (f"\nwrote {plot}" if plot else ""), {
+        "summary": selection.summary(), "table": selection.marked_table.to_dict(orient="records"),
+        "best": selection.best.to_dict(), "plot": str(plot) if plot else None})
+    return 0
+
+
+def _figure_bytes(fig, fmt: str) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=100, bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def _cmd_sample(args, out: _Output) -> int:
@@ -223,9 +267,11 @@ def _source(parser) -> None:
     parser.add_argument("source", help="a study spec (.toml), a CSV file, or a bundled data set "
                         f"({', '.join(DATASETS)})")
     group = parser.add_argument_group("model (override the spec's)")
-    group.add_argument("-k", "--n-components", type=int, nargs="+", metavar="K",
-                       help="number of components; several values choose one by BIC")
-    group.add_argument("--covariance", choices=sorted(STRUCTURES))
+    group.add_argument("-k", "--n-components", type=_components, nargs="+", metavar="K",
+                       help="number of components, or a range such as 1-9; several values "
+                            "choose one by BIC (bg.select_model)")
+    group.add_argument("--covariance", choices=sorted(STRUCTURES), nargs="+",
+                       help="covariance structure(s); several are compared by BIC")
     group.add_argument("--prior", choices=["default", "mclust", "none"],
                        help="style of the data-scaled prior; 'none' = maximum likelihood")
     group.add_argument("--columns", help="comma-separated data columns (default: all)")
@@ -272,7 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
                    "(bg.load reads each)")
     _common(p)
 
-    p = command("sample", "sample the full posterior with NUTS from the MAP-EM estimate",
+    p = command("select", "model selection: every K and covariance structure by BIC (or the "
+                "spec's criterion), as mclust's Mclust()", _cmd_select)
+    _source(p)
+    p.add_argument("--plot", help="write the BIC plot to FILE.png (or .pdf, .svg)")
+    _common(p)
+
+    p = command("sample", "sample the full posterior from the MAP-EM estimate (NUTS or Gibbs)",
                 _cmd_sample)
     _source(p)
     _sampler(p)

@@ -92,9 +92,17 @@ def _write_contents(result: StudyResult, writer: FolderWriter, provenance: dict)
              "em_fit.nc": "the MAP-EM estimate and its prior (netCDF; `bg.load` reads it)",
              "em_fit.json": "the same, as JSON (`bg.load` reads it too)"}
     if result.selection is not None:
-        write_table(writer, result.selection, "model_selection", "Model selection")
-        files["model_selection.md"] = f"every candidate K and its {spec.model.criterion}"
+        import matplotlib.pyplot as plt
+
+        write_table(writer, result.selection.marked_table.set_index(
+            ["n_components", "covariance"]), "model_selection", "Model selection")
+        ax = result.selection.plot()
+        writer.write_figure("model_selection.png", ax.figure, dpi=100, bbox_inches="tight")
+        plt.close(ax.figure)
+        files["model_selection.md"] = (f"every candidate (K, covariance) with its BIC, ICL and "
+                                       f"log posterior; chosen by {spec.model.criterion}")
         files["model_selection.csv"] = "the same table as CSV"
+        files["model_selection.png"] = f"{spec.model.criterion.upper()} against K per structure"
     if result.idata is not None:
         writer.write("posterior.nc", inference_data_bytes(result.idata))
         files["posterior.nc"] = "the posterior draws, log-likelihood and log-prior (ArviZ netCDF)"
@@ -161,7 +169,10 @@ def _index(result: StudyResult, files: dict, provenance: dict) -> str:
     if result.selection is not None:
         lines += ["## Model selection", "",
                   f"{spec.model.criterion.upper()} (lower is better) chooses K = "
-                  f"{fit.n_components}; see [model_selection.md](model_selection.md).", ""]
+                  f"{fit.n_components} with {fit.covariance_type} covariances among "
+                  f"{len(result.selection.table)} candidates; see "
+                  "[model_selection.md](model_selection.md).", "",
+                  "![model selection](model_selection.png)", ""]
     lines += ["## MAP-EM estimate", "", "```", fit.summary(), f"  BIC = {fit.bic(X):.3f}",
               "```", ""]
     if result.idata is not None:

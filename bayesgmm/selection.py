@@ -63,6 +63,13 @@ class ModelSelection:
 
         return plot_model_selection(self, ax=ax)
 
+    @property
+    def marked_table(self) -> pd.DataFrame:
+        """:attr:`table` with a ``selected`` column marking the chosen candidate."""
+        best = self.best
+        return self.table.assign(selected=(self.table.n_components == best.n_components)
+                                 & (self.table.covariance == best.covariance_type))
+
     def summary(self) -> str:
         row = self.table.loc[self.table[self.criterion].idxmin()]
         return (f"Chosen by {self.criterion.upper()}: K = {int(row.n_components)}, "
@@ -82,8 +89,9 @@ def _candidates(n_components, covariance, n: int):
 
 
 def select_model(X, n_components=range(1, 10), covariance=("full", "tied", "diag", "spherical"),
-                 prior="default", *, criterion: str = "bic", n_init: int | None = None,
-                 tol: float = 1e-8, max_iter: int = 1000, random_state=0,
+                 prior="default", *, criterion: str = "bic", init="auto",
+                 n_init: int | None = None, tol: float = 1e-8, max_iter: int = 1000,
+                 acceleration: str | None = "squarem", random_state=0,
                  n_jobs: int = 1) -> ModelSelection:
     """Fit every (K, covariance) candidate by MAP-EM and choose one by BIC or ICL.
 
@@ -94,12 +102,14 @@ def select_model(X, n_components=range(1, 10), covariance=("full", "tied", "diag
         Candidate K (each 1 ≤ K ≤ N).
     covariance : str or iterable of str
         Candidate structures.
-    prior : "default", "mclust" or None
+    prior : "default", "mclust", None or callable
         A style name builds each candidate's data-scaled prior (:func:`~bayesgmm.default_prior`);
-        None fits by maximum likelihood (may fail on singular candidates).
+        None fits by maximum likelihood (a candidate whose covariance becomes singular gets no
+        estimate, as mclust's NA); a callable ``prior(K, covariance)`` returns each
+        candidate's GMMPrior (or None).
     criterion : {"bic", "icl"}
-    n_init, tol, max_iter
-        As for :func:`~bayesgmm.fit_map`.
+    init, n_init, tol, max_iter, acceleration
+        As for :func:`~bayesgmm.fit_map` (``init`` is each candidate's own search).
     random_state : int or None
         Each candidate's search gets its own stream spawned from it.
     n_jobs : int
@@ -120,26 +130,29 @@ def select_model(X, n_components=range(1, 10), covariance=("full", "tied", "diag
     """
     if criterion not in CRITERIA:
         raise ValueError(f"criterion={criterion!r} is not a criterion; use one of {CRITERIA}")
-    if not (prior is None or isinstance(prior, str)):
-        raise TypeError("prior must be a style name ('default', 'mclust') or None: each "
-                        "candidate (K, structure) needs its own prior")
+    if not (prior is None or isinstance(prior, str) or callable(prior)):
+        raise TypeError("prior must be a style name ('default', 'mclust'), None, or a function "
+                        "(K, covariance) -> GMMPrior: each candidate needs its own prior")
     n_jobs = check_positive_int(n_jobs, "n_jobs")
     names = X.columns if hasattr(X, "columns") else None
     X = check_data(X)
     Ks, structures = _candidates(n_components, covariance, len(X))
     cells = [(K, c) for K in Ks for c in structures]
-    priors = {cell: resolve_prior(prior, X, cell[0], cell[1]) for cell in cells}  # validate all
+    priors = {cell: resolve_prior(prior(*cell) if callable(prior) else prior, X, *cell)
+              for cell in cells}  # every candidate's prior validated before any fit
     seeds = dict(zip(cells, np.random.SeedSequence(random_state).spawn(len(cells))))
-    settings = dict(tol=tol, max_iter=max_iter, warn_convergence=False)
+    settings = dict(tol=tol, max_iter=max_iter, acceleration=acceleration,
+                    warn_convergence=False)
 
     def fit(cell, **start):
         return fit_map(X, cell[0], cell[1], priors[cell], **settings, **start)
 
     def searched(cell):
         try:
-            return fit(cell, n_init=n_init, random_state=np.random.default_rng(seeds[cell]))
+            return fit(cell, init=init, n_init=n_init,
+                   random_state=np.random.default_rng(seeds[cell]))
         except ValueError:
-            if prior is not None:
+            if priors[cell] is not None:
                 raise
             return None  # maximum likelihood broke down (a singular covariance): no estimate
 

@@ -13,7 +13,8 @@ Schema (every table but ``[data]`` and ``[model]`` is optional)::
     seed = 0                       # EM restarts, sampler and sweep
     [data]       dataset = "faithful" | path = "x.csv" (relative to the spec), columns = [...],
                  header = true, standardize = false
-    [model]      n_components = 2 | [1, 2, 3, 4], covariance = "full", criterion = "bic"
+    [model]      n_components = 2 | [1, 2, 3, 4], covariance = "full" | ["full", "tied"],
+                 criterion = "bic" (several K or structures: bg.select_model chooses one)
     [prior]      style = "default" | "mclust" | "none", and overrides of shrinkage, dof,
                  scale (a multiplier on Ψ0), mean, concentration
     [em]         init, n_init, tol, max_iter, acceleration
@@ -148,8 +149,9 @@ def _list_of(item, what: str, *, scalar_ok: bool = False):
             raise _Invalid(f"expected a non-empty list of {what}, {_got(value)}")
         try:
             return tuple(item(v) for v in value)
-        except _Invalid:
-            raise _Invalid(f"expected a non-empty list of {what}, {_got(value)}") from None
+        except _Invalid as exc:
+            raise _Invalid(f"expected a non-empty list of {what} ({exc}), "
+                           f"{_got(value)}") from None
     return check
 
 
@@ -198,10 +200,12 @@ class DataSpec:
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """K (or candidate Ks, chosen by ``criterion``) and the covariance structure."""
+    """K and the covariance structure, or candidates of each (chosen by ``criterion`` with
+    :func:`bayesgmm.select_model`)."""
 
     n_components: tuple[int, ...] = _check(_list_of(_integer(1), "integers ≥ 1", scalar_ok=True))
-    covariance: str = _check(_choice(*STRUCTURES), "full")
+    covariance: tuple[str, ...] = _check(_list_of(_choice(*STRUCTURES), "covariance structures",
+                                                  scalar_ok=True), ("full",))
     criterion: str = _check(_choice("bic", "icl"), "bic")
 
 

@@ -19,6 +19,7 @@ from .datasets import load_dataset, read_csv, select_columns
 from .em import fit_map
 from .priors import adjust_prior, default_prior
 from .result import MixtureFit
+from .selection import ModelSelection, select_model
 from .spec import SamplerSpec, StudySpec
 
 __all__ = ["STAGES", "StudyResult", "load_data", "study_prior", "run_study", "stages_of"]
@@ -34,7 +35,7 @@ class StudyResult:
     spec: StudySpec
     data: pd.DataFrame
     fit: MixtureFit
-    selection: pd.DataFrame | None = None
+    selection: ModelSelection | None = None
     idata: object | None = None
     report: object | None = None
     sweep: object | None = None
@@ -76,22 +77,22 @@ def load_data(spec: StudySpec) -> pd.DataFrame:
     return frame
 
 
-def study_prior(spec: StudySpec, X, n_components: int):
-    """The spec's prior for K components: ``default_prior`` of its style with its overrides
-    (None for ``style = "none"``)."""
+def study_prior(spec: StudySpec, X, n_components: int, covariance: str):
+    """The spec's prior for K components of a structure: ``default_prior`` of its style with
+    its overrides (None for ``style = "none"``)."""
     if spec.prior.style == "none":
         return None
-    prior = default_prior(X, n_components, spec.model.covariance, style=spec.prior.style)
+    prior = default_prior(X, n_components, covariance, style=spec.prior.style)
     try:
         prior = adjust_prior(prior, spec.prior.overrides)
-        prior.check_compatible(n_components, X.shape[1], spec.model.covariance)
+        prior.check_compatible(n_components, X.shape[1], covariance)
         return prior
     except ValueError as exc:
-        raise spec.error(f"for K={n_components}: {exc}", "prior") from None
+        raise spec.error(f"for K={n_components}, {covariance}: {exc}", "prior") from None
 
 
 def _priors(spec: StudySpec, X) -> dict:
-    """K -> prior for every candidate K, all validated before any fit."""
+    """(K, covariance) -> prior for every candidate, all validated before any fit."""
     out = {}
     for K in spec.model.n_components:
         try:
@@ -99,29 +100,24 @@ def _priors(spec: StudySpec, X) -> dict:
         except ValueError:
             raise spec.error(f"n_components={K} exceeds the {len(X)} rows of the data; use at "
                              f"most {len(X)}", "model", "n_components") from None
-        out[K] = study_prior(spec, X, K)
+        for covariance in spec.model.covariance:
+            out[K, covariance] = study_prior(spec, X, K, covariance)
     return out
 
 
 # ---------------------------------------------------------------------- running
-def _fit(spec: StudySpec, X, K: int, prior) -> MixtureFit:
-    return fit_map(X, K, spec.model.covariance, prior=prior, random_state=spec.seed,
-                   **spec.em.fit_options)
-
-
-def _select(spec: StudySpec, X, priors: dict) -> tuple[MixtureFit, pd.DataFrame | None]:
+def _select(spec: StudySpec, X, priors: dict):
+    """The spec's model: its one candidate fitted, or the one :func:`select_model` chooses
+    (returned too, as the second item; None for a single candidate)."""
     if len(priors) == 1:
-        (K, prior), = priors.items()
-        return _fit(spec, X, K, prior), None
-    fits = {K: _fit(spec, X, K, prior) for K, prior in priors.items()}
-    table = pd.DataFrame(
-        [{"n_parameters": f.n_parameters(), "log_likelihood": f.log_likelihood,
-          "log_posterior": f.log_posterior, "bic": f.bic(X), "icl": f.icl(X),
-          "converged": f.converged} for f in fits.values()],
-        index=pd.Index(list(fits), name="n_components"))
-    best = int(table[spec.model.criterion].idxmin())
-    table["selected"] = table.index == best
-    return fits[best], table
+        (K, covariance), prior = next(iter(priors.items()))
+        return fit_map(X, K, covariance, prior=prior, random_state=spec.seed,
+                       **spec.em.fit_options), None
+    options = dict(spec.em.fit_options)
+    selection = select_model(X, spec.model.n_components, spec.model.covariance,
+                             prior=lambda K, covariance: priors[K, covariance],
+                             criterion=spec.model.criterion, random_state=spec.seed, **options)
+    return selection.best, selection
 
 
 def run_study(spec: StudySpec, stages=None, *, progress: bool = True, log=None) -> StudyResult:
@@ -166,7 +162,8 @@ def run_study(spec: StudySpec, stages=None, *, progress: bool = True, log=None) 
 
     candidates = spec.model.n_components
     fit, selection = timed("fit", f"MAP-EM: K = {', '.join(map(str, candidates))}, "
-                           f"{spec.model.covariance} covariances, {len(X)} × {X.shape[1]} data",
+                           f"{', '.join(spec.model.covariance)} covariances, "
+                           f"{len(X)} × {X.shape[1]} data",
                            lambda: _select(spec, X, priors))
     result = StudyResult(spec=spec, data=X, fit=fit, selection=selection, timings=timings)
     K, prior = fit.n_components, fit.prior
@@ -181,7 +178,7 @@ def run_study(spec: StudySpec, stages=None, *, progress: bool = True, log=None) 
                              f"({sampler.tune} {'tune' if nuts else 'burn-in'} + "
                              f"{sampler.draws} draws), starting at the MAP-EM estimate",
                              lambda: sample_posterior(
-                                 X, K, spec.model.covariance, prior, init=fit,
+                                 X, K, fit.covariance_type, prior, init=fit,
                                  sampler=sampler.method, draws=sampler.draws,
                                  tune=sampler.tune, chains=sampler.chains,
                                  random_seed=spec.seed, progressbar=progress, **nuts))
@@ -208,7 +205,7 @@ def _sensitivity(result: StudyResult, progress: bool, timed) -> None:
         n = int(np.prod([len(v) for v in settings.grid.values()]))
         result.sweep = timed("sweep", f"prior sweep: {n} settings of {', '.join(settings.grid)}",
                              lambda: prior_sweep(
-                                 X, fit.n_components, spec.model.covariance, fit.prior,
+                                 X, fit.n_components, fit.covariance_type, fit.prior,
                                  {k: list(v) for k, v in settings.grid.items()}, base_fit=fit,
                                  n_init=spec.em.n_init, tol=spec.em.tol,
                                  max_iter=spec.em.max_iter, random_state=spec.seed,

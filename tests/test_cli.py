@@ -18,7 +18,7 @@ from bayesgmm.cli import build_parser, main
 from bayesgmm.spec import load_spec
 from tests.test_spec import line_of
 
-COMMANDS = ["fit", "sample", "compare", "sweep", "run", "demo"]
+COMMANDS = ["fit", "select", "sample", "compare", "sweep", "run", "demo"]
 
 SPEC = """\
 name = "small"
@@ -132,7 +132,7 @@ def test_debug_shows_the_traceback(tmp_path):
 def test_usage_errors(capsys, csv):
     with pytest.raises(SystemExit) as info:
         main(["fit", str(csv), "-k", "two"])
-    assert info.value.code == 2 and "invalid int value" in capsys.readouterr().err
+    assert info.value.code == 2 and "'two' is not K or a range a-b" in capsys.readouterr().err
     code, _, err = run_cli(["fit", csv], capsys)
     assert code == 2 and "-k/--n-components is required" in err
     code, _, err = run_cli(["fit", csv, "-k", "2", "--out", "fit.txt"], capsys)
@@ -263,3 +263,46 @@ def test_sample_writes_the_posterior(tmp_path, csv, capsys):
     assert means["weights[0]"] == pytest.approx(
         float(idata.posterior["weights"].isel(component=0).mean()), abs=1e-3)  # az rounds
     assert set(printed["sampler_health"]) >= {"divergences", "max_rhat"}
+
+
+def test_select_compares_every_structure_and_k(capsys, tmp_path):
+    """`bayesgmm select DATA -k 1-4`: every structure by default (as mclust), the chosen model
+    is select_model's, and --plot writes the BIC figure."""
+    import json as json_module
+
+    import bayesgmm as bg
+
+    plot = tmp_path / "bic.png"
+    code, out, err = run_cli(["select", "faithful", "-k", "1-4", "--plot", str(plot),
+                              "--json", "--seed", "0"], capsys)
+    assert code == 0, err
+    data = json_module.loads(out)
+    assert len(data["table"]) == 16
+    assert {row["covariance"] for row in data["table"]} == {"full", "tied", "diag", "spherical"}
+    expected = bg.select_model(bg.load_dataset("faithful"), range(1, 5), random_state=0)
+    chosen = [row for row in data["table"] if row["selected"]]
+    assert [(r["n_components"], r["covariance"]) for r in chosen] == [
+        (expected.best.n_components, expected.best.covariance_type)]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(SystemExit) as info:
+        main(["select", "faithful", "-k", "9-1"])
+    assert info.value.code == 2 and "'9-1' is not K or a range" in capsys.readouterr().err
+
+
+def test_a_spec_with_candidate_structures_reports_the_selection(capsys, tmp_path):
+    spec = tmp_path / "choose.toml"
+    spec.write_text('name = "choose"\nseed = 3\n[data]\ndataset = "faithful"\n[model]\n'
+                    'n_components = [1, 2, 3]\ncovariance = ["full", "tied"]\n')
+    code, _, err = run_cli(["run", str(spec), "--out", str(tmp_path / "rep"), "--quiet"], capsys)
+    assert code == 0, err
+    report = tmp_path / "rep"
+    for name in ("model_selection.md", "model_selection.csv", "model_selection.png"):
+        assert (report / name).is_file()
+    table = pd.read_csv(report / "model_selection.csv")
+    assert len(table) == 6 and table.selected.sum() == 1
+    expected = bg.select_model(bg.load_dataset("faithful"), [1, 2, 3], ["full", "tied"],
+                               tol=1e-10, random_state=3)
+    chosen = table[table.selected].iloc[0]
+    assert (chosen.n_components, chosen.covariance) == (expected.best.n_components,
+                                                        expected.best.covariance_type)
+    assert "![model selection](model_selection.png)" in (report / "README.md").read_text()

@@ -45,7 +45,7 @@ def test_every_spec_parses_and_round_trips(path):
 
 def test_specific_contents():
     faithful = load_spec(MODELS / "old_faithful.toml")
-    assert faithful.model.n_components == (2,) and faithful.model.covariance == "full"
+    assert faithful.model.n_components == (2,) and faithful.model.covariance == ("full",)
     assert faithful.sampler is not None and faithful.sensitivity.power_scaling
     assert load_spec(MODELS / "iris.toml").model.n_components == (3,)
     assert load_spec(MODELS / "old_faithful_k3.toml").model.n_components == (3,)
