@@ -925,3 +925,68 @@ def ward_chain(Y, masses, K):
             root = parent[root]
         labels[i] = root
     return labels
+
+
+# ============================================================================ Gibbs sampler
+@njit(**_JIT)
+def label_statistics(X, z, K):
+    """n_k, x̄_k and the scatter W_k = Σ_{z_n = k} (x_n − x̄_k)(x_n − x̄_k)ᵀ of labelled rows
+    (two passes: means, then centred products), for the Gibbs sampler's conjugate step."""
+    n, d = X.shape
+    counts = np.zeros(K, dtype=np.int64)
+    means = np.zeros((K, d))
+    scatter = np.zeros((K, d, d))
+    for i in range(n):
+        k = z[i]
+        counts[k] += 1
+        for j in range(d):
+            means[k, j] += X[i, j]
+    for k in range(K):
+        if counts[k] > 0:
+            for j in range(d):
+                means[k, j] /= counts[k]
+    y = np.empty(d)
+    for i in range(n):
+        k = z[i]
+        for j in range(d):
+            y[j] = X[i, j] - means[k, j]
+        for a in range(d):
+            for b in range(a + 1):
+                scatter[k, a, b] += y[a] * y[b]
+    for k in range(K):
+        for a in range(d):
+            for b in range(a):
+                scatter[k, b, a] = scatter[k, a, b]
+    return counts, means, scatter
+
+
+@njit(**_JIT)
+def bartlett_inverse_wishart(scale, A):
+    """Σ_b = M_b M_bᵀ with M_b = L_b A_b⁻ᵀ and Ψ_b = L_b L_bᵀ, per block: an IW(ν_b, Ψ_b) draw
+    when A_b is a Bartlett factor of ν_b degrees of freedom (derivation §10).  Returns Σ
+    (exactly symmetric) and the factor M; NaN blocks if a Ψ_b is not positive definite."""
+    B, b = scale.shape[0], scale.shape[1]
+    out = np.empty((B, b, b))
+    M = np.empty((B, b, b))
+    L = np.empty((b, b))
+    Ainv = np.empty((b, b))
+    for s in range(B):
+        if not _cholesky(scale[s], L):
+            out[s] = np.nan
+            M[s] = np.nan
+            continue
+        _lower_inverse(A[s], Ainv)
+        for i in range(b):            # M = L A⁻ᵀ: lower × upper
+            for j in range(b):
+                t = 0.0
+                for p in range(min(i, j) + 1):
+                    t += L[i, p] * Ainv[j, p]
+                M[s, i, j] = t
+        for i in range(b):
+            for j in range(i + 1):
+                t = 0.0
+                for p in range(b):
+                    t += M[s, i, p] * M[s, j, p]
+                out[s, i, j] = t
+                out[s, j, i] = t
+    return out, M

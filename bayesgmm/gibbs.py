@@ -36,7 +36,23 @@ from .priors import GMMPrior
 
 _log = logging.getLogger("bayesgmm")
 
-__all__ = ["sample_gibbs", "gibbs_sweeps", "draw_parameters", "sample_inverse_wishart"]
+__all__ = ["sample_gibbs", "gibbs_sweeps", "ConjugateStep", "draw_parameters",
+           "sample_inverse_wishart"]
+
+
+def _kernels():
+    from . import _kernels
+
+    return _kernels
+
+
+def _bartlett(rng: np.random.Generator, dof: np.ndarray, scale: np.ndarray):
+    """IW(ν_b, Ψ_b) draws per block and a factor M_b of each (Σ_b = M_b M_bᵀ)."""
+    n_blocks, b = scale.shape[0], scale.shape[-1]
+    A = np.tril(rng.standard_normal((n_blocks, b, b)), -1)
+    diag = np.arange(b)
+    A[:, diag, diag] = np.sqrt(rng.chisquare(dof[:, None] - diag))
+    return _kernels().bartlett_inverse_wishart(np.ascontiguousarray(scale, dtype=float), A)
 
 
 def sample_inverse_wishart(rng: np.random.Generator, dof: np.ndarray,
@@ -68,33 +84,56 @@ def sample_inverse_wishart(rng: np.random.Generator, dof: np.ndarray,
     array([[0.3, 0. ],
            [0. , 0.3]])
     """
-    n_blocks, b = scale.shape[0], scale.shape[-1]
-    A = np.tril(rng.standard_normal((n_blocks, b, b)), -1)
-    diag = np.arange(b)
-    A[:, diag, diag] = np.sqrt(rng.chisquare(dof[:, None] - diag))
-    M = np.linalg.cholesky(scale) @ np.swapaxes(np.linalg.inv(A), -1, -2)
-    sigma = M @ np.swapaxes(M, -1, -2)
-    return 0.5 * (sigma + np.swapaxes(sigma, -1, -2))
+    return _bartlett(rng, dof, scale)[0]
 
 
-def _label_statistics(X: np.ndarray, z: np.ndarray, K: int):
-    """n_k (K,), x̄_k (K, d) and the scatter W_k about x̄_k (K, d, d) of the rows labelled k."""
-    d = X.shape[1]
-    counts = np.bincount(z, minlength=K)
-    order = np.argsort(z, kind="stable")
-    ends = np.cumsum(counts)
-    means, scatter = np.zeros((K, d)), np.zeros((K, d, d))
-    for k in np.flatnonzero(counts):
-        rows = X[order[ends[k] - counts[k]:ends[k]]]
-        means[k] = rows.mean(axis=0)
-        centred = rows - means[k]
-        scatter[k] = centred.T @ centred
-    return counts, means, scatter
+class ConjugateStep:
+    """θ | z ~ p(θ | z, X) for one (prior, structure, K, d): the conjugate steps of the module
+    docstring, with what does not change between sweeps computed once (the prior's blocks,
+    the map from label counts n_k to block counts c_b).
+
+    Parameters
+    ----------
+    prior : GMMPrior
+        Proper in the means (κ0 > 0), in the coordinates of the data it will see.
+    structure : CovarianceStructure
+    K, d : int
+    """
+
+    def __init__(self, prior: GMMPrior, structure: CovarianceStructure, K: int, d: int):
+        self.prior, self.structure, self.K, self.d = prior, structure, K, d
+        self.prior_scale = np.broadcast_to(np.asarray(prior.scale, dtype=float),
+                                           structure.shape(K, d))
+        # c = C n: the trace of each block of pool(e_k I), over the block size, per unit count
+        units = np.eye(K)[:, :, None, None] * np.eye(d)                      # (K, K, d, d)
+        self.count_map = np.stack([
+            np.trace(structure.blocks(np.asarray(structure.pool(u), dtype=float)),
+                     axis1=-2, axis2=-1) for u in units], axis=1) / structure.block_size(d)
+        self.alpha = prior.concentration_for(K)
+
+    def draw(self, rng: np.random.Generator, X: np.ndarray, z: np.ndarray) -> MixtureParams:
+        """One draw of θ given labels ``z`` (N,) of the rows of ``X`` (N, d)."""
+        p, s, K, d = self.prior, self.structure, self.K, self.d
+        counts, xbar, W = _kernels().label_statistics(X, z, K)
+        kappa = p.shrinkage + counts                                              # κ_k
+        centre = (p.shrinkage * p.mean + counts[:, None] * xbar) / kappa[:, None]  # m_k
+        diff = xbar - p.mean
+        B = W + (p.shrinkage * counts / kappa)[:, None, None] * (diff[:, :, None] * diff[:, None])
+        scale = s.blocks(self.prior_scale + s.pool(B))                           # Ψ0_b + S_b
+        blocks, factors = _bartlett(rng, p.dof + self.count_map @ counts, scale)  # Σ_b | z
+        covs = s.from_blocks(blocks, K, d)
+        # μ_k | Σ_k ~ N(m_k, Σ_k / κ_k), through any F_k F_kᵀ = Σ_k: the blocks' factors
+        # (1 × 1 blocks: the standard deviations, which expand to a diagonal factor)
+        F = s.expand(s.from_blocks(factors, K, d), K, d)
+        noise = np.einsum("kij,kj->ki", F, rng.standard_normal((K, d)))
+        means = centre + noise / np.sqrt(kappa)[:, None]
+        weights = rng.dirichlet(self.alpha + counts) if K > 1 else np.ones(1)    # π | z
+        return MixtureParams(weights, means, covs)
 
 
 def draw_parameters(rng: np.random.Generator, X: np.ndarray, z: np.ndarray,
                     prior: GMMPrior, structure: CovarianceStructure, K: int) -> MixtureParams:
-    """One draw of θ = (π, Σ, μ) from p(θ | z, X): the conjugate steps of the module docstring.
+    """One draw of θ = (π, Σ, μ) from p(θ | z, X) (a one-off :class:`ConjugateStep`).
 
     Parameters
     ----------
@@ -111,23 +150,7 @@ def draw_parameters(rng: np.random.Generator, X: np.ndarray, z: np.ndarray,
     -------
     MixtureParams
     """
-    d = X.shape[1]
-    counts, xbar, W = _label_statistics(X, z, K)
-    kappa = prior.shrinkage + counts                                         # κ_k
-    centre = (prior.shrinkage * prior.mean + counts[:, None] * xbar) / kappa[:, None]  # m_k
-    diff = xbar - prior.mean
-    B = W + (prior.shrinkage * counts / kappa)[:, None, None] * (diff[:, :, None] * diff[:, None])
-    shape = structure.shape(K, d)
-    scale = structure.blocks(np.broadcast_to(prior.scale, shape) + structure.pool(B))
-    block_counts = np.trace(structure.blocks(np.asarray(structure.pool(
-        counts[:, None, None] * np.eye(d)), dtype=float)), axis1=-2, axis2=-1)
-    block_counts = block_counts / structure.block_size(d)                    # c_b
-    covs = structure.from_blocks(sample_inverse_wishart(rng, prior.dof + block_counts, scale),
-                                 K, d)
-    L = np.linalg.cholesky(structure.expand(covs, K, d))
-    means = centre + (L @ rng.standard_normal((K, d, 1)))[..., 0] / np.sqrt(kappa)[:, None]
-    weights = rng.dirichlet(prior.concentration_for(K) + counts) if K > 1 else np.ones(1)
-    return MixtureParams(weights, means, covs)
+    return ConjugateStep(prior, structure, K, X.shape[1]).draw(rng, X, z)
 
 
 def _log_sum_exp_rows(a: np.ndarray) -> np.ndarray:
@@ -169,10 +192,11 @@ def gibbs_sweeps(X: np.ndarray, start: MixtureParams, prior: GMMPrior,
     X = np.ascontiguousarray(X, dtype=float)
     K, d = np.shape(start.means)
     engine = Engine(X, None, structure, K, Coordinates(np.zeros(d), 1.0))
+    step = ConjugateStep(prior, structure, K, d)
     log_prob = engine.log_prob(engine.from_params(start))
     while True:
         z = _draw_labels(rng, log_prob)
-        theta = draw_parameters(rng, X, z, prior, structure, K)
+        theta = step.draw(rng, X, z)
         log_prob = engine.log_prob(engine.from_params(theta))
         yield theta, z, log_prob
 
@@ -288,15 +312,16 @@ def _inference_data(out: dict, X: np.ndarray, features, prior: GMMPrior,
     posterior = dataset({"weights": (("component",), out["weights"]),
                          "means": (("component", "feature"), out["means"]),
                          "covariances": (structure.dims, out["covariances"])})
-    terms = [[prior.log_prior_terms(out["weights"][c, t], out["means"][c, t],
-                                    out["covariances"][c, t]) for t in range(draws)]
-             for c in range(chains)]
+    flat = {k: out[k].reshape((chains * draws,) + out[k].shape[2:])
+            for k in ("weights", "means", "covariances")}
+    terms = prior.log_prior_terms(flat["weights"], flat["means"], flat["covariances"])
+    terms = {k: v.reshape((chains, draws) + v.shape[1:]) for k, v in terms.items()}
     # one inverse-Wishart block per matrix, per variance otherwise (as PyMC's log_prior)
     block_dims = structure.dims[:-2] if structure.matrix_valued else structure.dims
-    log_prior = {"means": (("component",), _stack(terms, "means")),
-                 "covariances": (block_dims, _stack(terms, "covariances"))}
+    log_prior = {"means": (("component",), terms["means"]),
+                 "covariances": (block_dims, terms["covariances"])}
     if K > 1:  # as in the PyMC model, K = 1 weights are the constant 1, not a variable
-        log_prior["weights"] = ((), _stack(terms, "weights"))
+        log_prior["weights"] = ((), terms["weights"])
     log_prior = dataset(log_prior)
     log_posterior = (out["log_likelihood"].sum(-1)
                      + sum(log_prior[v].values.reshape(chains, draws, -1).sum(-1)
@@ -309,7 +334,3 @@ def _inference_data(out: dict, X: np.ndarray, features, prior: GMMPrior,
     return _compat.inference_data(posterior=posterior, log_likelihood=log_likelihood,
                                   log_prior=log_prior, sample_stats=sample_stats,
                                   observed_data=observed)
-
-
-def _stack(terms, name: str) -> np.ndarray:
-    return np.array([[np.asarray(t[name], dtype=float) for t in chain] for chain in terms])

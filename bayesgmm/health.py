@@ -70,8 +70,17 @@ class SamplerHealth:
                        f"({self.chain_labellings}); relabel before summarising, or start every "
                        "chain at the MAP-EM estimate (the default)")
         if not self.max_rhat <= rhat_limit:
-            out.append(f"max R-hat is {self.max_rhat:.3f} (> {rhat_limit}): the chains have not "
-                       "mixed; run longer or check for label switching")
+            out.append(f"max R-hat is {self.max_rhat:.3f} (> {rhat_limit}) after matching every "
+                       "draw's components to the MAP-EM estimate's: the chains have not mixed; "
+                       "run longer")
+        unsettled = not (self.max_rhat <= rhat_limit and self.min_ess_bulk >= min_ess)
+        if self.relabelled_share > 0.01 and unsettled:
+            out.append(f"the posterior is multimodal: {self.relabelled_share:.0%} of the draws "
+                       "sit in another labelling of the components than the MAP-EM estimate "
+                       "(overlapping components, or one the data barely identify); the "
+                       "sampler moves between such modes slowly — summarise after relabelling "
+                       "(bg.compare does), draw many more (sampler='gibbs' makes them cheap) or "
+                       "consider fewer components")
         if not self.min_ess_bulk >= min_ess or not self.min_ess_tail >= min_ess:
             out.append(f"smallest effective sample size is {min(self.min_ess_bulk, self.min_ess_tail):.0f}"
                        f" (< {min_ess:.0f}): posterior summaries are imprecise; draw more")

@@ -31,7 +31,7 @@ from ._validation import (
     power_of_two,
     readonly_array,
 )
-from .covariance import SingularCovarianceError, get_structure
+from .covariance import get_structure
 
 __all__ = ["GMMPrior", "default_prior", "adjust_prior", "power_scale", "resolve_prior",
            "posterior_model_inputs",
@@ -236,65 +236,98 @@ class GMMPrior:
         Parameters
         ----------
         weights, means, covariances
-            As for :meth:`logpdf`.
+            As for :meth:`logpdf`, or stacks of S parameter sets along a leading axis
+            (weights (S, K), means (S, K, d), covariances (S, …)): every draw of a posterior in
+            one vectorised evaluation.
 
         Returns
         -------
         dict
-            ``weights``: log Dirichlet(π | α), a float; ``covariances``: log IW(Σ_b | ν0, Ψ0_b)
-            per inverse-Wishart block, shaped as the covariances without their matrix axes
-            (full (K,), tied (), diag (K, d), spherical (K,)); ``means``: log N(μ_k | m0,
-            Σ_k/κ0) per component, (K,) (zeros for the flat prior κ0 = 0).  Outside the
-            support the weights' or covariances' entry is −inf.
+            ``weights``: log Dirichlet(π | α); ``covariances``: log IW(Σ_b | ν0, Ψ0_b) per
+            inverse-Wishart block, shaped as the covariances without their matrix axes (full
+            (K,), tied (), diag (K, d), spherical (K,)); ``means``: log N(μ_k | m0, Σ_k/κ0) per
+            component, (K,) (zeros for the flat prior κ0 = 0) — each with the leading (S,) of a
+            stack.  Outside the support the weights' or covariances' entry is −inf.
         """
         s = self._structure
         weights = np.asarray(weights, dtype=float)
         means = np.asarray(means, dtype=float)
         covariances = np.asarray(covariances, dtype=float)
-        K, d = means.shape
-        if covariances.shape != s.shape(K, d) or weights.shape != (K,) or d != self.n_features:
+        single = means.ndim == 2
+        if single:
+            weights, means, covariances = weights[None], means[None], covariances[None]
+        S, K, d = means.shape if means.ndim == 3 else (0, 0, 0)
+        if (means.ndim != 3 or covariances.shape != (S,) + s.shape(K, d)
+                or weights.shape != (S, K) or d != self.n_features):
             raise ValueError(
                 f"expected weights {(K,)}, means {(K, self.n_features)} and {s.name} covariances "
-                f"{s.shape(K, self.n_features)}; got {weights.shape}, {means.shape}, "
-                f"{covariances.shape}"
-            )
+                f"{s.shape(K, self.n_features)} (or stacks of them); got {weights.shape[1:]}, "
+                f"{means.shape[1:]}, {covariances.shape[1:]}")
         if s.matrix_valued:  # the upper triangle must agree, not be ignored
             check_symmetric(covariances, "covariances")
         block_shape = s.shape(K, d)[:-2] if s.matrix_valued else s.shape(K, d)
         # log p(π) = log Dirichlet(π | α)
         terms = {"weights": dirichlet_logpdf(weights, self.concentration_for(K)),
-                 "means": np.zeros(K)}
-        try:
-            factor = s.factor(covariances)
-        except SingularCovarianceError:
-            terms["covariances"] = np.full(block_shape, -np.inf)
-            return terms
+                 "means": np.zeros((S, K))}
         # log p(Σ) = Σ_blocks log IW(Σ_block | ν0, Ψ0_block)                (derivation eq. 4.0)
+        blocks = np.stack([s.blocks(c) for c in covariances])                    # (S, B, b, b)
+        factor, ok = _block_factors(blocks)
         scale_factor = s.blocks(np.broadcast_to(self._scale_factor, s.shape(K, d)))
-        terms["covariances"] = invwishart_logpdf(s.blocks(factor), self.dof,
-                                                 scale_factor).reshape(block_shape)
+        iw = invwishart_logpdf(factor, self.dof, scale_factor[None])
+        terms["covariances"] = np.where(ok, iw, -np.inf).reshape((S,) + block_shape)
         # log p(μ | Σ) = Σ_k log N(μ_k | m0, Σ_k / κ0)           (omitted for κ0 = 0, flat prior)
         if self.shrinkage > 0:
-            L = np.linalg.cholesky(s.expand(covariances, K, d))
-            y = np.linalg.solve(L, (means - self.mean)[:, :, None])[:, :, 0]
+            dense = np.stack([s.expand(c, K, d) for c in covariances])          # (S, K, d, d)
+            valid = ok.all(axis=1)
+            dense[~valid] = np.eye(d)  # draws off the support: −inf from their covariances
+            L = np.linalg.cholesky(dense)
+            y = np.linalg.solve(L, (means - self.mean)[..., None])[..., 0]
             log_det = 2.0 * np.log(np.diagonal(L, axis1=-2, axis2=-1)).sum(-1)
             terms["means"] = (0.5 * d * (np.log(self.shrinkage) - _LOG_2PI) - 0.5 * log_det
-                              - 0.5 * self.shrinkage * np.einsum("kd,kd->k", y, y))
+                              - 0.5 * self.shrinkage * np.einsum("skd,skd->sk", y, y))
+        if single:
+            terms = {name: value[0] for name, value in terms.items()}
+            terms["weights"] = float(terms["weights"])
         return terms
 
 
-def dirichlet_logpdf(weights: np.ndarray, alpha: np.ndarray) -> float:
+def _block_factors(blocks: np.ndarray):
+    """Cholesky factors of (S, B, b, b) blocks (standard deviations for b = 1) and which
+    blocks are positive definite (S, B); a block that is not gets the identity factor."""
+    b = blocks.shape[-1]
+    if b == 1:
+        ok = (blocks[..., 0, 0] > 0) & np.isfinite(blocks[..., 0, 0])
+        return np.sqrt(np.where(ok[..., None, None], blocks, 1.0)), ok
+    try:
+        factor = np.linalg.cholesky(blocks)
+        ok = np.all(np.diagonal(factor, axis1=-2, axis2=-1) > 0, axis=-1)
+    except np.linalg.LinAlgError:
+        ok = np.array([[bool(np.all(np.linalg.eigvalsh(m) > 0)) and np.all(np.isfinite(m))
+                        for m in draw] for draw in blocks])
+        factor = np.linalg.cholesky(np.where(ok[..., None, None], blocks, np.eye(b)))
+    return factor, ok & np.isfinite(factor).all(axis=(-2, -1))
+
+
+def dirichlet_logpdf(weights: np.ndarray, alpha: np.ndarray):
     """log Dirichlet(π | α), −inf off the simplex; π_k = 0 is allowed where α_k = 1.
 
     Parameters
     ----------
-    weights, alpha : ndarray, shape (K,)
+    weights : ndarray, shape (..., K)
+    alpha : ndarray, shape (K,)
+
+    Returns
+    -------
+    float, or ndarray of the leading shape
     """
-    if np.any(weights < 0) or not np.isclose(weights.sum(), 1.0, rtol=0, atol=1e-10):
-        return -np.inf
-    return float(
-        gammaln(alpha.sum()) - gammaln(alpha).sum() + xlogy(alpha - 1.0, weights).sum()
-    )
+    weights = np.asarray(weights, dtype=float)
+    on_simplex = np.all(weights >= 0, axis=-1) & np.isclose(weights.sum(-1), 1.0, rtol=0,
+                                                           atol=1e-10)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        value = (gammaln(alpha.sum()) - gammaln(alpha).sum()
+                 + xlogy(alpha - 1.0, np.where(weights >= 0, weights, 1.0)).sum(-1))
+    value = np.where(on_simplex, value, -np.inf)
+    return float(value) if value.ndim == 0 else value
 
 
 def multigammaln(a, b: int, ops=NUMPY_OPS):

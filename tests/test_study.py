@@ -39,7 +39,8 @@ def api():
     with warnings.catch_warnings():  # 2 × 100 draws are too few for R-hat/ESS, as expected
         warnings.simplefilter("ignore", SamplerWarning)
         idata = bg.sample_posterior(X, 2, "full", prior, init=fit, draws=DRAWS, tune=TUNE,
-                                    chains=CHAINS, random_seed=0, progressbar=False)
+                                    chains=CHAINS, random_seed=0, progressbar=False,
+                                    sampler="gibbs")
     return X, fit, idata
 
 
