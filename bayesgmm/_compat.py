@@ -15,7 +15,7 @@ import numpy as np
 from ._io import netcdf_bytes
 
 __all__ = ["rhat", "ess", "hdi", "loo", "psis_log_weights", "power_scaling_sensitivity",
-           "summary", "plot_trace", "inference_data", "inference_data_bytes",
+           "summary", "inference_data", "inference_data_bytes",
            "pymc_transform_base", "sample_nuts", "add_log_likelihood_and_prior"]
 
 
@@ -79,14 +79,6 @@ def summary(idata, var_names, kind: str = "stats"):
     import arviz as az
 
     return az.summary(idata, var_names=list(var_names), kind=kind)
-
-
-def plot_trace(posterior, var_names, **kwargs):
-    """Trace plots; returns the matplotlib Figure."""
-    import arviz as az
-
-    axes = az.plot_trace(posterior, var_names=list(var_names), **kwargs)
-    return np.ravel(axes)[0].figure
 
 
 def inference_data(**groups):

@@ -103,29 +103,31 @@ def check_data(X, *, name: str = "X", n_features: int | None = None) -> np.ndarr
     except Exception as exc:  # ragged lists and the like
         raise TypeError(f"{name} could not be read as a numeric array: {exc}") from None
     if arr.dtype.kind == "c":
-        raise TypeError(f"{name} has complex values (dtype {arr.dtype}); a Gaussian mixture "
-                        "needs real numbers")
+        raise ValueError(f"Complex data not supported: {name} has complex values (dtype "
+                         f"{arr.dtype}); a Gaussian mixture needs real numbers")
     if arr.dtype.kind == "O":
         try:
             arr = arr.astype(float)
         except (TypeError, ValueError):
             raise TypeError(
-                f"{name} has non-numeric entries (dtype object); convert or drop the non-numeric "
-                "columns first"
+                f"{name} has non-numeric entries (dtype object): each float() argument must be a "
+                "string or a real number; convert or drop the non-numeric columns first"
             ) from None
     if arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} must be numeric, got dtype {arr.dtype}; convert or drop non-numeric columns"
         )
     if arr.ndim != 2:
-        hint = " Use X.reshape(-1, 1) for a single feature." if arr.ndim == 1 else ""
+        hint = (" Reshape your data: X.reshape(-1, 1) for a single feature, X.reshape(1, -1) "
+                "for a single sample." if arr.ndim == 1 else "")
         raise ValueError(
             f"{name} must be 2-D with shape (n_samples, n_features); got {arr.ndim}-D array of "
             f"shape {arr.shape}.{hint}"
         )
-    if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape}); it needs at least one row and "
-                         "column (0 sample(s) / 0 feature(s) given)")
+    for axis, what in ((0, "sample"), (1, "feature")):
+        if arr.shape[axis] == 0:
+            raise ValueError(f"{name} is empty: 0 {what}(s) (shape={arr.shape}) while a minimum "
+                             "of 1 is required.")
     arr = np.ascontiguousarray(arr, dtype=np.float64)
     # a finite total proves every entry finite without an (N, d) mask; only when it is not
     # (a NaN/inf, or an overflowing sum) are the entries checked one by one

@@ -253,8 +253,11 @@ class Report:
         if self.predictive:
             p = self.predictive
             lines.append(f"Predictive accuracy: PSIS-LOO elpd {p['elpd_loo']:.1f} "
-                         f"(SE {p['elpd_loo_se']:.1f}, max Pareto k {p['max_pareto_k']:.2f}) vs "
-                         f"the MAP plug-in's in-sample log density {p['plugin_lppd']:.1f}.")
+                         f"(SE {p['elpd_loo_se']:.1f}, max Pareto k {p['max_pareto_k']:.2f}, out "
+                         f"of sample) vs the MAP plug-in's in-sample log density "
+                         f"{p['plugin_lppd']:.1f} (not comparable one to one: the plug-in is "
+                         f"evaluated on the data it was fitted to, optimistic by about the "
+                         f"effective number of parameters, p_loo = {p['p_loo']:.1f}).")
         return "\n".join(lines)
 
     def to_markdown(self, path, figures: bool = True) -> Path:
@@ -277,12 +280,19 @@ class Report:
 
         writer.write("comparison.csv", self.table.to_csv())
         writer.write("kl.csv", self.kl.to_csv())
+        clustering = dict(self.clustering)
+        labels = clustering.pop("posterior_modal_labels", None)
+        if labels is not None:  # one row per observation: a CSV, not the README
+            writer.write("labels.csv", pd.DataFrame({
+                "posterior_modal_label": labels,
+                "map_label": self.fit.predict(self.X)}).rename_axis("obs").to_csv())
+            clustering["labels"] = "labels.csv (one row per observation)"
         sections = ["# MAP-EM vs posterior", "", self.summary(), "",
                     "## Parameters", "", self.table.to_markdown(floatfmt=".4g"), "",
                     "## Kullback–Leibler divergence per component", "",
                     self.kl.to_markdown(floatfmt=".4g"), "",
                     "## Clustering, prediction, convergence", "", "```",
-                    json.dumps({"clustering": self.clustering, "predictive": self.predictive,
+                    json.dumps({"clustering": clustering, "predictive": self.predictive,
                                 "convergence": self.convergence,
                                 "map_check": (self.map_check.to_dict()
                                               if self.map_check is not None else None)},

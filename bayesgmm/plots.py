@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _compat
 from .alignment import dense_draws
 
 __all__ = ["plot_ellipses", "plot_forest", "plot_marginals", "plot_traces", "plot_sweep",
@@ -59,16 +58,19 @@ def plot_ellipses(report, features=(0, 1), n_draws: int = 40, random_state=0):
         i, j = features
         sub = np.ix_([i, j], [i, j])
         if report.X is not None:
-            ax.scatter(report.X[:, i], report.X[:, j], s=6, color="0.6")
+            ax.scatter(report.X[:, i], report.X[:, j], s=6, color="0.6", label="data")
         for k in range(fit.n_components):
             c = colors[k % len(colors)]
-            for s in pick:
-                _ellipse(ax, means[s, k, [i, j]], dense[s, k][sub], color=c, alpha=0.15, lw=0.8)
+            for n, s in enumerate(pick):
+                _ellipse(ax, means[s, k, [i, j]], dense[s, k][sub], color=c, alpha=0.15, lw=0.8,
+                         label=(f"component {k}: {len(pick)} posterior draws" if n == 0
+                                else None))
             _ellipse(ax, np.asarray(fit.means[k, [i, j]]), map_dense[k][sub], color=c, lw=2.5,
-                     label=f"component {k} (MAP)")
+                     label=f"component {k}: MAP")
         ax.set_xlabel(names[i])
         ax.set_ylabel(names[j])
-    ax.set_title("MAP (thick) and posterior draws (thin)")
+        ax.set_title("Component 2-sd contours (the ellipse holding 86 % of each Gaussian's "
+                     "mass):\nMAP-EM estimate (thick) and posterior draws (thin)", fontsize=10)
     ax.legend(loc="best", fontsize="small")
     return fig
 
@@ -88,32 +90,62 @@ def _normal(x, weight, mean, var):
 
 
 def plot_forest(report):
-    """Posterior HDIs (lines), means (dots) and the MAP (crosses), one row per parameter."""
+    """Posterior HDIs (lines), posterior means (dots) and the MAP (crosses) on each parameter's
+    own scale: one panel per parameter and feature (weights; means and covariances of each
+    feature pair), rows labelled by component."""
     plt = _plt()
     t = report.table
-    fig, ax = plt.subplots(figsize=(6, 0.28 * len(t) + 1.2))
-    y = np.arange(len(t))[::-1]
-    # each row on its own scale: (value − posterior mean) / posterior sd
-    scale = t["sd"].where(t["sd"] > 0, 1.0)
-    lo = (t["hdi_lower"] - t["mean"]) / scale
-    hi = (t["hdi_upper"] - t["mean"]) / scale
-    ax.hlines(y, lo, hi, color="C0", lw=2, label=f"{report.hdi_prob:.0%} HDI")
-    ax.plot(np.zeros(len(t)), y, "o", color="C0", label="posterior mean")
-    ax.plot(t["std_diff"], y, "x", color="C3", ms=8, mew=2, label="MAP")
-    ax.set_yticks(y, t.index)
-    ax.axvline(0, color="0.8", lw=0.8)
-    ax.set_xlabel("(value − posterior mean) / posterior sd")
-    ax.legend(loc="lower right", fontsize="small")
+    groups = _forest_groups(t.index)
+    heights = [len(rows) + 1.2 for _, rows in groups]
+    fig, axes = plt.subplots(len(groups), 1, figsize=(6.5, 0.3 * sum(heights) + 1.0),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    for ax, (title, rows) in zip(axes[:, 0], groups):
+        sub = t.loc[rows]
+        y = np.arange(len(sub))[::-1]
+        ax.hlines(y, sub["hdi_lower"], sub["hdi_upper"], color="C0", lw=2.5,
+                  label=f"{report.hdi_prob:.0%} HDI")
+        ax.plot(sub["mean"], y, "o", color="C0", ms=5, label="posterior mean")
+        ax.plot(sub["map"], y, "x", color="C3", ms=8, mew=2, label="MAP-EM")
+        ax.set_yticks(y, [_short_label(r) for r in rows], fontsize="small")
+        ax.set_ylim(-0.8, len(sub) - 0.2)
+        ax.set_title(title, fontsize="small", loc="left")
+        ax.tick_params(axis="x", labelsize="small")
+        ax.grid(axis="x", color="0.9")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=3, fontsize="small",
+               bbox_to_anchor=(0.5, 1.0), frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.4 / fig.get_size_inches()[1]))
     return fig
 
 
+def _forest_groups(labels):
+    """Table rows grouped by parameter and feature(s): "weights", "means[·, eruptions]", …"""
+    groups: dict = {}
+    for label in labels:
+        name, _, inside = label.partition("[")
+        parts = inside.rstrip("]").split(", ")
+        key = name if len(parts) <= 1 or name == "weights" else f"{name}[{', '.join(parts[1:])}]"
+        groups.setdefault(key, []).append(label)
+    return [(f"{key} (data units)" if key != "weights" else "weights", rows)
+            for key, rows in groups.items()]
+
+
+def _short_label(label: str) -> str:
+    """"means[1, waiting]" → "component 1"; a label without a component is kept."""
+    inside = label.partition("[")[2].rstrip("]").split(", ")
+    return f"component {inside[0]}" if inside and inside[0].isdigit() else label
+
+
 def plot_marginals(report, max_panels: int = 24):
-    """Marginal posterior densities (histograms of the draws) with the MAP as a line."""
+    """Marginal posterior densities (a kernel density estimate of the draws) with the HDI
+    shaded, the posterior mean and the MAP-EM value, one panel per parameter entry."""
+    from scipy.stats import gaussian_kde
+
     plt = _plt()
     t = report.table.iloc[:max_panels]
     cols = min(4, len(t))
     rows = int(np.ceil(len(t) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.4 * rows + 0.6), squeeze=False)
     post = report.posterior
     from .result import parameter_entries
 
@@ -121,20 +153,58 @@ def plot_marginals(report, max_panels: int = 24):
               for label, coords in parameter_entries(name, post[name])][:max_panels]
     for ax, (label, name, coords) in zip(axes.ravel(), panels):
         draws = post[name].isel(coords).values.ravel()
-        ax.hist(draws, bins=40, density=True, color="C0", alpha=0.6)
-        ax.axvline(t.loc[label, "map"], color="C3", lw=2)
+        row = t.loc[label]
+        lo, hi = draws.min(), draws.max()
+        grid = np.linspace(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo), 200)
+        if np.ptp(draws) > 0:
+            density = gaussian_kde(draws)(grid)
+            ax.plot(grid, density, color="C0", lw=1.5)
+            inside = (grid >= row["hdi_lower"]) & (grid <= row["hdi_upper"])
+            ax.fill_between(grid, 0, density, where=inside, color="C0", alpha=0.25)
+        ax.axvline(row["mean"], color="C0", lw=1, ls="--")
+        ax.axvline(row["map"], color="C3", lw=2)
         ax.set_title(label, fontsize="small")
+        ax.set_yticks([])
         ax.tick_params(labelsize="x-small")
     for ax in axes.ravel()[len(panels):]:
         ax.set_visible(False)
-    fig.tight_layout()
+    for ax in axes[:, 0]:
+        ax.set_ylabel("posterior density", fontsize="x-small")
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    fig.legend([Line2D([], [], color="C0"), Patch(color="C0", alpha=0.25),
+                Line2D([], [], color="C0", ls="--"), Line2D([], [], color="C3", lw=2)],
+               ["posterior (kernel density)", f"{report.hdi_prob:.0%} HDI", "posterior mean",
+                "MAP-EM"], loc="upper center", ncol=4, fontsize="small", frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.5 / fig.get_size_inches()[1]))
     return fig
 
 
-def plot_traces(report):
-    """ArviZ trace plots of the relabelled draws."""
-    return _compat.plot_trace(report.posterior, ["weights", "means", "covariances"],
-                              compact=True)
+def plot_traces(report, max_rows: int = 12):
+    """Trace of every chain for each parameter entry (relabelled draws), one row per entry so
+    features of different scales never share an axis; chains in distinct colours with a key."""
+    plt = _plt()
+    post = report.posterior
+    from .result import parameter_entries
+
+    entries = [(label, name, coords) for name in ("weights", "means", "covariances")
+               for label, coords in parameter_entries(name, post[name])][:max_rows]
+    chains = post.sizes["chain"]
+    fig, axes = plt.subplots(len(entries), 1, figsize=(8, 1.25 * len(entries) + 0.8),
+                             sharex=True, squeeze=False)
+    for ax, (label, name, coords) in zip(axes[:, 0], entries):
+        values = post[name].isel(coords).transpose("chain", "draw").values
+        for c in range(chains):
+            ax.plot(values[c], lw=0.5, alpha=0.8, color=f"C{c % 10}", label=f"chain {c}")
+        ax.set_ylabel(label, fontsize="x-small", rotation=0, ha="right", va="center")
+        ax.tick_params(labelsize="x-small")
+    axes[-1, 0].set_xlabel("draw (after tuning / burn-in)")
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", ncol=min(chains, 8), fontsize="small",
+               frameon=False)
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.45 / fig.get_size_inches()[1]))
+    return fig
 
 
 def predictive_draws(posterior, covariance: str, n_rows: int, n_draws: int = 200,
@@ -244,8 +314,9 @@ REPORT_FIGURES = {"ellipses": plot_ellipses, "forest": plot_forest,
 
 
 def plot_sweep(sweep, variable: str = "weights", summary=None):
-    """A prior sweep (:func:`bayesgmm.prior_sweep`): one panel per grid axis, the chosen
-    quantity against that axis (other axes held at their middle setting), one line per entry.
+    """A prior sweep (:func:`bayesgmm.prior_sweep`): one panel per grid axis, each entry's
+    relative change from its value under the base prior against that axis, the other axes held
+    at the base prior's setting (the grid value nearest to it), the base marked.
 
     Parameters
     ----------
@@ -256,26 +327,51 @@ def plot_sweep(sweep, variable: str = "weights", summary=None):
         Dataset -> DataArray, e.g. ``lambda ds: ds.covariances.isel(feature=0, feature_bis=0)``
         or the smallest weight ``lambda ds: ds.weights.min("component")``; overrides
         ``variable``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
+    from .result import parameter_entries
+
     plt = _plt()
-    axes_names = [d for d in sweep["log_posterior"].dims]
+    axes_names = list(sweep["log_posterior"].dims)
     quantity = summary(sweep) if summary is not None else sweep[variable]
-    fig, axes = plt.subplots(1, len(axes_names), figsize=(4.5 * len(axes_names), 3.5),
+    name = getattr(quantity, "name", None) or variable
+    base = {axis: _base_index(sweep, axis) for axis in axes_names}
+    fig, axes = plt.subplots(1, len(axes_names), figsize=(4.8 * len(axes_names) + 1.8, 3.8),
                              squeeze=False)
     for ax, axis in zip(axes[0], axes_names):
-        others = {d: sweep.sizes[d] // 2 for d in axes_names if d != axis}
+        others = {d: base[d] for d in axes_names if d != axis}
         sub = quantity.isel(others) if others else quantity
+        reference = sub.isel({axis: base[axis]})
+        change = (sub - reference) / abs(reference).where(abs(reference) > 0, 1.0)
         x = sweep[axis].values
-        entry_dims = [d for d in sub.dims if d != axis]
-        flat = sub.transpose(axis, *entry_dims).values.reshape(len(x), -1)
-        for j in range(flat.shape[1]):
-            ax.plot(x, flat[:, j], marker="o", ms=3)
+        for label, coords in parameter_entries(name, change.isel({axis: 0})):
+            ax.plot(x, change.isel(coords).values, marker="o", ms=3, label=label)
+        ax.axvline(x[base[axis]], color="k", ls=":", lw=1, label="base prior")
+        ax.axhline(0, color="0.8", lw=0.8)
         if np.all(x > 0) and x.max() / x.min() > 20:
             ax.set_xscale("log")
-        ax.set_xlabel(axis)
-        held = ", ".join(f"{d}={sweep[d].values[i]:.3g}" for d, i in others.items()
+        ax.set_xlabel(axis + (" (multiplier on Ψ0)" if axis == "scale" else ""))
+        held = ", ".join(f"{d} = {sweep[d].values[i]:.3g}" for d, i in others.items()
                          if np.ndim(sweep[d].values[i]) == 0)
-        ax.set_title(held or axis, fontsize="small")
-    axes[0][0].set_ylabel(getattr(quantity, "name", None) or variable)
-    fig.tight_layout()
+        ax.set_title(f"{axis} varied" + (f"; {held} (base)" if held else ""), fontsize="small")
+        ax.yaxis.set_major_formatter(plt.matplotlib.ticker.PercentFormatter(1.0))
+    axes[0][0].set_ylabel(f"change of {name} from the base prior")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize="x-small", frameon=False)
+    fig.tight_layout(rect=(0, 0, 1 - 1.7 / fig.get_size_inches()[0], 1))
     return fig
+
+
+def _base_index(sweep, axis: str) -> int:
+    """The grid index nearest the base prior's value of ``axis`` (recorded by prior_sweep;
+    1 for the ``scale`` multiplier), else the middle."""
+    values = np.asarray(sweep[axis].values, dtype=float)
+    target = sweep.attrs.get(f"base_{axis}", 1.0 if axis == "scale" else None)
+    if target is None or values.ndim != 1:
+        return len(values) // 2
+    if np.all(values > 0) and target > 0:
+        return int(np.argmin(np.abs(np.log(values) - np.log(target))))
+    return int(np.argmin(np.abs(values - target)))

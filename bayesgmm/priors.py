@@ -446,7 +446,8 @@ def default_prior(X, n_components: int, covariance: str = "full", style: str = "
     if style not in ("default", "mclust"):
         raise ValueError(f"style must be 'default' or 'mclust', got {style!r}")
     if n < 2:
-        raise ValueError("a data-scaled prior needs at least 2 samples to estimate a covariance")
+        raise ValueError("a data-scaled prior needs at least 2 samples to estimate a covariance "
+                         f"(got n_samples = {len(X)})")
     center, cov = _data_covariance(X, w)
     scale = structure.default_scale(cov, style) * K ** (-2.0 / d)
     return GMMPrior(mean=center, shrinkage=0.01, dof=d + 2, scale=scale,

@@ -109,7 +109,7 @@ def _write_contents(result: StudyResult, writer: FolderWriter, provenance: dict)
     if result.report is not None:
         result.report.write_files(writer.sub("comparison"))
         files["comparison/"] = ("MAP-EM vs posterior: README.md, comparison.csv, kl.csv, "
-                                "figures")
+                                "labels.csv, figures")
     if result.sweep is not None or result.power_scaling is not None:
         files["sensitivity/"] = _write_sensitivity(result, writer.sub("sensitivity"))
     files[MARKER] = "marks the folder as a report bayesgmm wrote (it may replace it)"

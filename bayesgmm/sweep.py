@@ -138,7 +138,18 @@ def prior_sweep(X, n_components: int, covariance: str = "full", base_prior="defa
         X, n_components, covariance, base_prior, grid, base_fit=base_fit,
         warm_start=warm_start, n_init=n_init, tol=tol, max_iter=max_iter,
         random_state=random_state, progress=progress)
-    return _sweep_dataset(axes, shape, fits, X, base_fit, names)
+    ds = _sweep_dataset(axes, shape, fits, X, base_fit, names)
+    return ds.assign_attrs(_base_values(base_fit.prior, axes))
+
+
+def _base_values(prior: GMMPrior, axes) -> dict:
+    """The base prior's value on each scalar grid axis (``scale`` is a multiplier: 1)."""
+    out = {}
+    for axis in axes:
+        value = 1.0 if axis == "scale" else np.asarray(getattr(prior, axis, np.nan), float)
+        if np.ndim(value) == 0 and np.isfinite(value):
+            out[f"base_{axis}"] = float(value)
+    return out
 
 
 def _sweep_fits(X, n_components, covariance, base_prior, grid, *, base_fit, warm_start,
