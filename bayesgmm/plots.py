@@ -351,7 +351,7 @@ def plot_sweep(sweep, variable: str = "weights", summary=None):
             ax.plot(x, change.isel(coords).values, marker="o", ms=3, label=label)
         ax.axvline(x[base[axis]], color="k", ls=":", lw=1, label="base prior")
         ax.axhline(0, color="0.8", lw=0.8)
-        if np.all(x > 0) and x.max() / x.min() > 20:
+        if np.all(x > 0) and x.max() / x.min() > 5:
             ax.set_xscale("log")
         ax.set_xlabel(axis + (" (multiplier on Ψ0)" if axis == "scale" else ""))
         held = ", ".join(f"{d} = {sweep[d].values[i]:.3g}" for d, i in others.items()

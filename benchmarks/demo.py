@@ -41,8 +41,8 @@ def main():
         versions = json.loads((tmp / "report_warm" / "provenance.json").read_text())["versions"]
     result = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
                           "cpus": os.cpu_count(), "blas_threads_in_sampler": 1},
-              "versions": versions, "demo": "4 chains × (1000 tune + 1000 draws), K = 2 full, "
-              "12-setting sweep, power-scaling", **runs}
+              "versions": versions, "demo": "Gibbs, 4 chains × (1000 burn-in + 1000 draws), K = 2 full, "
+              "12-setting sweep, power-scaling (the bundled spec's sampler)", **runs}
     OUT.mkdir(exist_ok=True)
     (OUT / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))

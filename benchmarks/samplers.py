@@ -7,9 +7,10 @@ process-CPU time of the whole call (start-up included: NUTS compiles its model, 
 after the first run), sampling time, min bulk and tail ESS and max R-hat over every parameter
 after the draws are relabelled to the MAP (bg.relabel), the share of draws relabelled,
 divergences, and ESS per second and per CPU-second of the whole call.  nutpie is not
-installed here and is not measured.
+installed here and is not measured.  ``--long`` adds (to the committed file) Gibbs runs of
+10 000 draws per chain on the K = 3 cases, 3 seeds — what the K = 3 specs run.
 
-    python benchmarks/samplers.py [--quick]   ->  benchmarks/results/samplers.{json,md}
+    python benchmarks/samplers.py [--quick | --long]  ->  benchmarks/results/samplers.{json,md}
 """
 
 from __future__ import annotations
@@ -67,13 +68,48 @@ def to_markdown(result) -> str:
               "| case | ESS/s ratio | ESS/CPU-s ratio |", "|---|---|---|"]
     for case, s in result["summary"].items():
         lines.append(f"| {case} | {s['ess_per_s_ratio']:.1f}× | {s['ess_per_cpu_s_ratio']:.1f}× |")
+    if result.get("long"):
+        lines += ["", f"Gibbs with 4 × ({LONG_TUNE} + {LONG_DRAWS}) draws on the K = 3 cases "
+                  f"(measured at {result.get('long_measured_at', '?')}):", "",
+                  "| case | seed | wall s | min bulk ESS | min tail ESS | max R-hat | relabelled |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in result["long"]:
+            lines.append(f"| {r['case']} | {r['seed']} | {r['wall_s']:.1f} | "
+                         f"{r['min_ess_bulk']:.0f} | {r['min_ess_tail']:.0f} | "
+                         f"{r['max_rhat']:.3f} | {r['relabelled_share']:.1%} |")
     return "\n".join(lines) + "\n"
+
+
+LONG_DRAWS, LONG_TUNE = 10_000, 1000
+
+
+def long_gibbs() -> list:
+    runs = []
+    for name, K in CASES[1:]:
+        X = bg.load_dataset(name)
+        fit = bg.fit_map(X, K, "full", random_state=0, tol=1e-10)
+        for seed in (0, 1, 2):
+            runs.append({"case": f"{name} K={K}",
+                         **run(X, K, fit, "gibbs", seed, LONG_DRAWS, LONG_TUNE)})
+            print(json.dumps(runs[-1]), flush=True)
+    return runs
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--long", action="store_true", help="add the long Gibbs runs only")
     args = parser.parse_args()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    if args.long:
+        path = OUT / "samplers.json"
+        result = json.loads(path.read_text())
+        result["long"], result["long_measured_at"] = long_gibbs(), commit
+        path.write_text(json.dumps(result, indent=1))
+        (OUT / "samplers.md").write_text(to_markdown(result))
+        print(to_markdown(result))
+        return
     draws = tune = 200 if args.quick else 1000
     seeds = [0] if args.quick else [0, 1, 2]
     runs = []
@@ -93,8 +129,6 @@ def main():
                    for m in ("ess_per_s", "ess_per_cpu_s")} for s in ("gibbs", "nuts")}
         summary[case] = {f"{m}_ratio": med["gibbs"][m] / med["nuts"][m]
                          for m in ("ess_per_s", "ess_per_cpu_s")}
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
-                            text=True).stdout.strip()
     result = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
                           "blas_threads": 1}, "measured_at": commit, "draws": draws,
               "tune": tune, "runs": runs, "summary": summary}
