@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from . import _compat
+from ._interrupt import InterruptGuard
 from .covariance import CovarianceStructure
 from .estep import Coordinates, Engine, MixtureParams, working_coordinates
 from .health import SamplingInterrupted
@@ -251,8 +252,10 @@ def sample_gibbs(X: np.ndarray, features, K: int, structure: CovarianceStructure
     total, done = tune + draws, 0
     started = time.perf_counter()
     _log.info("Gibbs: nothing to compile; sampling %d chains × %d sweeps", chains, total)
-    try:
+    with InterruptGuard(sampling=True) as guard:
         for step in range(total):
+            if guard.interrupted:
+                break
             for c, chain in enumerate(sweeps):
                 theta, z, log_prob = next(chain)
                 if step >= tune:
@@ -266,14 +269,12 @@ def sample_gibbs(X: np.ndarray, features, K: int, structure: CovarianceStructure
             if progressbar and (step + 1) % max(1, total // 20) == 0:
                 print(f"\rGibbs: {step + 1}/{total} sweeps × {chains} chains "
                       f"({time.perf_counter() - started:.1f} s)", end="", file=sys.stderr)
-    except KeyboardInterrupt:
-        if not allow_partial or done == 0:
-            raise SamplingInterrupted(
-                f"sampling was interrupted after {done} of {draws} draws per chain; nothing is "
-                "returned (allow_partial=True keeps partial draws, marked as such)") from None
-    finally:
-        if progressbar:
-            print(file=sys.stderr)
+    if progressbar:
+        print(file=sys.stderr)
+    if guard.interrupted and (not allow_partial or done == 0):
+        raise SamplingInterrupted(
+            f"sampling was interrupted after {done} of {draws} draws per chain; nothing is "
+            "returned (allow_partial=True keeps partial draws, marked as such)")
     elapsed = time.perf_counter() - started
     idata = _inference_data({k: v[:, :done] for k, v in out.items()}, X, features, prior,
                             structure, K)

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
-import threading
 import time
 
 import numpy as np
@@ -26,6 +24,7 @@ import pytensor.tensor as pt
 from pytensor.tensor.slinalg import cholesky, solve_triangular
 
 from . import _compat
+from ._interrupt import InterruptGuard
 from .distributions import InverseWishart, NonCentred
 from .health import SamplingInterrupted
 from .priors import posterior_model_inputs
@@ -37,26 +36,14 @@ _LOG_2PI = float(np.log(2.0 * np.pi))
 _log = logging.getLogger("bayesgmm")
 
 
-class _InterruptGuard:
-    """Ctrl-C during sampling without tracebacks from compiled code or silently short chains.
-
-    While PyMC draws, SIGINT only sets a flag (raising inside Numba-compiled code surfaces as a
-    ``SystemError``); the per-draw callback then stops the chain, and :func:`sample_posterior`
-    raises :class:`SamplingInterrupted`.  Before the first draw (compilation), SIGINT raises
-    at once.  Signal handlers can be set only from the main thread; elsewhere the guard does
-    nothing and the draw count alone reveals an interrupted run.
-    """
+class _NutsInterruptGuard(InterruptGuard):
+    """:class:`~bayesgmm._interrupt.InterruptGuard` for PyMC: the per-draw callback marks the
+    start of sampling (logging the compile time) and stops the chain once interrupted."""
 
     def __init__(self):
-        self.interrupted = self.sampling = False
+        super().__init__()
         self.started = time.perf_counter()
         self.first_draw = None
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        self.interrupted = True
-        if not self.sampling:
-            raise KeyboardInterrupt
 
     def callback(self, trace, draw):
         if not self.sampling:
@@ -65,16 +52,6 @@ class _InterruptGuard:
                       self.first_draw - self.started)
         if self.interrupted:
             raise KeyboardInterrupt  # PyMC ends the chain (and each later one at its first draw)
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False
 
 
 def _mixture_logp(value, weights, means, chol):
@@ -207,7 +184,7 @@ def run_nuts(data, K: int, structure, prior, init: MixtureFit, *, draws: int, tu
     model = build_model(data, K, structure.name, prior, noncentred_means=noncentred_means)
     if cores is None:
         cores = 1 if backend == "NUMBA" else min(chains, os.cpu_count() or 1)
-    with _InterruptGuard() as guard:
+    with _NutsInterruptGuard() as guard:
         try:
             idata = _compat.sample_nuts(
                 model, draws=draws, tune=tune, chains=chains, cores=cores,
