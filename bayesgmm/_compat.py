@@ -105,12 +105,19 @@ def pymc_transform_base():
 def sample_nuts(model, *, draws: int, tune: int, chains: int, cores: int, random_seed,
                 initvals, target_accept: float, progressbar: bool, compile_mode: str,
                 callback=None, **kwargs):
-    """PyMC's NUTS from given initial values without jitter; returns InferenceData."""
+    """PyMC's NUTS from given initial values without jitter; returns InferenceData.
+
+    The NUTS step is built explicitly (its mass matrix adapted from a unit diagonal during
+    tuning), which skips PyMC's step assignment — it compiles gradients only to choose NUTS
+    for every variable (≈ 3 s of start-up on Old Faithful K = 2).
+    """
     import pymc as pm
 
+    with model:
+        step = pm.NUTS(target_accept=target_accept, compile_kwargs={"mode": compile_mode})
     return pm.sample(draws=draws, tune=tune, chains=chains, cores=cores,
-                     random_seed=random_seed, initvals=initvals, init="adapt_diag",
-                     progressbar=progressbar, target_accept=target_accept, model=model,
+                     random_seed=random_seed, initvals=initvals, step=step,
+                     progressbar=progressbar, model=model,
                      compile_kwargs={"mode": compile_mode}, callback=callback, **kwargs)
 
 
