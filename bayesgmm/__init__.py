@@ -46,6 +46,7 @@ __all__ = [
     "sweep_summary",
     "sample_posterior",
     "SamplingInterrupted",
+    "plots",
 ]
 
 
@@ -62,7 +63,15 @@ _LAZY = {"MAPGaussianMixture": "estimator", "build_model": "posterior", "compare
          "InverseWishart": "distributions"}
 
 
+#: submodules loaded on first use (``bg.plots.plot_density(...)``)
+_LAZY_MODULES = ("plots",)
+
+
 def __getattr__(name):
+    if name in _LAZY_MODULES:
+        from importlib import import_module
+
+        return import_module(f".{name}", __name__)
     if name in _LAZY:
         from importlib import import_module
 

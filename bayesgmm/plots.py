@@ -10,7 +10,8 @@ import numpy as np
 from .alignment import dense_draws
 
 __all__ = ["plot_ellipses", "plot_forest", "plot_marginals", "plot_traces", "plot_sweep",
-           "plot_predictive", "predictive_draws", "plot_model_selection", "REPORT_FIGURES"]
+           "plot_predictive", "predictive_draws", "plot_model_selection", "plot_classification",
+           "plot_uncertainty", "plot_density", "REPORT_FIGURES"]
 
 
 def _plt():
@@ -306,6 +307,180 @@ def plot_model_selection(selection, ax=None):
     ax.legend(title="covariance", fontsize=8)
     ax.set_title(f"Model selection by {criterion.upper()}")
     return ax
+
+
+# ----------------------------------------------------------------------------- mclust-style
+def _pairs(fit, X, size: float = 3.2):
+    """A figure with one panel per feature pair (lower triangle; one panel for d ≤ 2) and the
+    (i, j) feature indices of each panel (j = None for d = 1)."""
+    plt = _plt()
+    d = fit.n_features
+    if d <= 2:
+        fig, ax = plt.subplots(figsize=(size * 1.6, size * 1.35))
+        return fig, [(ax, 0, 1 if d == 2 else None)]
+    fig, axes = plt.subplots(d - 1, d - 1, figsize=(size * (d - 1), size * (d - 1)),
+                             squeeze=False)
+    panels = []
+    for r in range(d - 1):
+        for c in range(d - 1):
+            ax = axes[r, c]
+            if c > r:
+                ax.axis("off")
+            else:
+                panels.append((ax, c, r + 1))
+    return fig, panels
+
+
+def _feature_names(fit):
+    return [str(f) for f in fit.to_xarray()["feature"].values]
+
+
+def _label_axes(ax, names, i, j):
+    ax.set_xlabel(names[i], fontsize="small")
+    ax.set_ylabel(names[j] if j is not None else "density", fontsize="small")
+    ax.tick_params(labelsize="x-small")
+
+
+def plot_classification(fit, X):
+    """mclust's classification plot: the data coloured by their MAP-EM label, with each
+    component's 2-sd ellipse (86 % of its mass) and mean; a pairs grid for d > 2, a rug of
+    labelled points under the component densities for d = 1.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    X = np.asarray(X, dtype=float)
+    labels = fit.predict(X)
+    names, dense = _feature_names(fit), fit.covariance_matrices
+    fig, panels = _pairs(fit, X)
+    for ax, i, j in panels:
+        for k in range(fit.n_components):
+            c = f"C{k % 10}"
+            rows = labels == k
+            if j is None:
+                grid = np.linspace(X[:, i].min(), X[:, i].max(), 300)
+                ax.plot(grid, _normal(grid, fit.weights[k], fit.means[k, i], dense[k, i, i]),
+                        color=c, lw=2, label=f"component {k} ({rows.sum()} points)")
+                ax.plot(X[rows, i], np.zeros(rows.sum()), "|", color=c, ms=12)
+            else:
+                ax.scatter(X[rows, i], X[rows, j], s=8, color=c, alpha=0.7,
+                           label=f"component {k} ({rows.sum()} points)")
+                sub = np.ix_([i, j], [i, j])
+                _ellipse(ax, fit.means[k, [i, j]], dense[k][sub], color=c, lw=1.8)
+                ax.plot(*fit.means[k, [i, j]], "+", color="k", ms=10, mew=1.5)
+        _label_axes(ax, names, i, j)
+    panels[0][0].legend(fontsize="x-small", loc="best",
+                        title="MAP-EM label (ellipses: 2 sd)", title_fontsize="x-small")
+    fig.suptitle(f"Classification: K = {fit.n_components}, {fit.covariance_type} covariances",
+                 fontsize="medium")
+    fig.tight_layout()
+    return fig
+
+
+def plot_uncertainty(fit, X):
+    """mclust's uncertainty plot: each point sized and coloured by its classification
+    uncertainty 1 − max_k r_nk (0: certain; at most 1 − 1/K), component ellipses for
+    reference; a pairs grid for d > 2.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    X = np.asarray(X, dtype=float)
+    uncertainty = 1.0 - fit.predict_proba(X).max(axis=1)
+    names, dense = _feature_names(fit), fit.covariance_matrices
+    fig, panels = _pairs(fit, X)
+    top = max(1.0 - 1.0 / fit.n_components, 1e-12)
+    sizes = 4 + 120 * uncertainty / top
+    for ax, i, j in panels:
+        y = np.zeros(len(X)) if j is None else X[:, j]
+        points = ax.scatter(X[:, i], y, s=sizes, c=uncertainty, cmap="viridis", vmin=0,
+                            vmax=top, alpha=0.8, edgecolors="none")
+        if j is not None:
+            sub = np.ix_([i, j], [i, j])
+            for k in range(fit.n_components):
+                _ellipse(ax, fit.means[k, [i, j]], dense[k][sub], color="0.3", lw=1, ls="--",
+                         label="component 2-sd ellipses" if k == 0 else None)
+        else:
+            ax.set_yticks([])
+        _label_axes(ax, names, i, j)
+    colorbar = fig.colorbar(points, ax=[p[0] for p in panels], shrink=0.8)
+    colorbar.set_label("uncertainty 1 − max responsibility")
+    if panels[0][2] is not None:
+        panels[0][0].legend(fontsize="x-small", loc="best")
+    fig.suptitle("Classification uncertainty (larger, lighter points: less certain)",
+                 fontsize="medium")
+    return fig
+
+
+def _mixture_density(weights, means, dense, grid_points):
+    """Σ_k π_k N(x | μ_k, Σ_k) at (P, d') points for (marginal) parameters of d' features."""
+    from scipy.stats import multivariate_normal
+
+    return sum(w * multivariate_normal(m, S).pdf(grid_points)
+               for w, m, S in zip(weights, means, dense))
+
+
+def plot_density(fit, X, idata=None, n_draws: int = 100, random_state=0):
+    """mclust's density plot: contours of the MAP-EM mixture density (each pair's marginal for
+    d > 2, over the data), and with posterior draws ``idata`` the posterior mean density
+    (dashed); for d = 1 the density curve with the 5–95 % band of the draws' densities.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    X = np.asarray(X, dtype=float)
+    names, dense = _feature_names(fit), fit.covariance_matrices
+    draws = None
+    if idata is not None:
+        w, m, S = dense_draws(idata.posterior, fit.covariance_type)
+        pick = np.random.default_rng(random_state).choice(len(w), min(n_draws, len(w)),
+                                                          replace=False)
+        draws = (w[pick], m[pick], S[pick])
+    fig, panels = _pairs(fit, X)
+    for ax, i, j in panels:
+        idx = [i] if j is None else [i, j]
+        sub = np.ix_(range(fit.n_components), idx, idx)
+        lo, hi = X[:, idx].min(0), X[:, idx].max(0)
+        pad = 0.1 * (hi - lo + 1e-12)
+        axes_grid = [np.linspace(a - p, b + p, 120 if j is None else 80)
+                     for a, b, p in zip(lo, hi, pad)]
+        if j is None:
+            points = axes_grid[0][:, None]
+            ax.plot(axes_grid[0], _mixture_density(fit.weights, fit.means[:, idx], dense[sub],
+                                                   points), color="C0", lw=2, label="MAP-EM")
+            if draws is not None:
+                curves = np.stack([_mixture_density(wd, md[:, idx], Sd[sub], points)
+                                   for wd, md, Sd in zip(*draws)])
+                q = np.quantile(curves, [0.05, 0.95], axis=0)
+                ax.fill_between(axes_grid[0], q[0], q[1], color="C0", alpha=0.25,
+                                label=f"posterior 5–95 % ({len(curves)} draws)")
+            ax.plot(X[:, i], np.zeros(len(X)), "|", color="0.4", ms=8, label="data")
+        else:
+            gx, gy = np.meshgrid(*axes_grid)
+            points = np.column_stack([gx.ravel(), gy.ravel()])
+            z = _mixture_density(fit.weights, fit.means[:, idx], dense[sub], points)
+            levels = np.quantile(z, [0.5, 0.75, 0.9, 0.97, 0.995])
+            ax.scatter(X[:, i], X[:, j], s=4, color="0.6", label="data")
+            ax.contour(gx, gy, z.reshape(gx.shape), levels=np.unique(levels), colors="C0",
+                       linewidths=1.2)
+            ax.plot([], [], color="C0", label="MAP-EM density")
+            if draws is not None:
+                mean = np.mean([_mixture_density(wd, md[:, idx], Sd[sub], points)
+                                for wd, md, Sd in zip(*draws)], axis=0)
+                ax.contour(gx, gy, mean.reshape(gx.shape), levels=np.unique(levels),
+                           colors="C3", linewidths=1, linestyles="--")
+                ax.plot([], [], color="C3", ls="--", label="posterior mean density")
+        _label_axes(ax, names, i, j)
+    panels[0][0].legend(fontsize="x-small", loc="best")
+    title = "Mixture density" + ("" if fit.n_features <= 2 else " (2-D marginals)")
+    if panels[0][2] is not None:
+        title += ": contours at the 50, 75, 90, 97 and 99.5 % quantiles of the grid's density"
+    fig.suptitle(title, fontsize="small")
+    fig.tight_layout()
+    return fig
 
 
 REPORT_FIGURES = {"ellipses": plot_ellipses, "forest": plot_forest,

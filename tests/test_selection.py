@@ -131,3 +131,35 @@ def test_the_bic_plot_marks_the_choice(iris, d):
     assert ax.get_xlabel() == "number of components K"
     assert ax.get_ylabel() == "BIC (lower is better)"
     assert "Chosen by BIC" in selection.summary()
+
+
+# ----------------------------------------------------------------------------- mclust-style plots
+@pytest.mark.parametrize("covariance", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("d", [1, 2, 4])
+def test_classification_uncertainty_and_density_plots(iris, covariance, d):
+    """Each renders for d = 1, 2 and 4 and every structure, with labelled axes, a legend (or,
+    for uncertainty, a colour bar) and one panel per feature pair."""
+    import matplotlib.pyplot as plt
+
+    from bayesgmm import plots
+
+    X = np.asarray(iris)[:, :d]
+    fit = bg.fit_map(X, 2, covariance, random_state=0)
+    idata = bg.sample_posterior(X, 2, covariance, fit.prior, init=fit, sampler="gibbs",
+                                draws=30, tune=0, chains=1, random_seed=0, progressbar=False)
+    pairs = max(1, d * (d - 1) // 2)
+    for figure in (plots.plot_classification(fit, X), plots.plot_density(fit, X, idata),
+                   plots.plot_uncertainty(fit, X)):
+        drawn = [ax for ax in figure.axes if ax.get_visible() and ax.axison
+                 and ax.get_label() != "<colorbar>"]
+        assert len(drawn) == pairs
+        assert all(ax.get_xlabel() and ax.get_ylabel() for ax in drawn)
+        assert figure.get_suptitle()
+        plt.close(figure)
+    legend = plots.plot_classification(fit, X).axes[0].get_legend()
+    assert [t.get_text().split(" (")[0] for t in legend.get_texts()] == ["component 0",
+                                                                        "component 1"]
+    density = plots.plot_density(fit, X, idata)
+    texts = [t.get_text() for t in density.axes[0].get_legend().get_texts()]
+    assert "MAP-EM" in " ".join(texts) and "posterior" in " ".join(texts)
+    plt.close("all")
