@@ -137,10 +137,40 @@ def _write_sensitivity(result: StudyResult, writer: FolderWriter) -> str:
         sections.append("")
     if result.power_scaling is not None:
         sections += [result.power_scaling.summary(), "",
-                     write_table(writer, result.power_scaling.table, "power_scaling",
-                                 "Power-scaling sensitivity")]
+                     _power_scaling_section(writer, result.power_scaling.table)]
     writer.write("README.md", "\n".join(sections) + "\n")
     return "sweep (netCDF, CSV, figures) and power-scaling tables: README.md"
+
+
+#: the power-scaling table's scale-free columns, as the report shows them, and their legend
+_POWER_SCALING_COLUMNS = {
+    "em_prior_sd": "EM: d θ̂ / d log a for prior power a, in posterior sds",
+    "mcmc_prior": "MCMC: priorsense's sensitivity to the prior (cumulative JS distance)",
+    "mcmc_likelihood": "MCMC: the same for the likelihood",
+    "verdict": "plain-language diagnosis (priorsense's thresholds)",
+}
+
+
+def _power_scaling_section(writer: FolderWriter, table) -> str:
+    """The full table as CSV; in Markdown the scale-free columns with a legend, and the Pareto
+    k̂ of the importance weights — one number per direction, not per row — stated once."""
+    writer.write("power_scaling.csv", table.to_csv())
+    shown = table[[c for c in _POWER_SCALING_COLUMNS if c in table.columns]]
+    legend = [f"* `{column}`: {text}" for column, text in _POWER_SCALING_COLUMNS.items()
+              if column in shown.columns]
+    notes = []
+    for direction in ("prior", "likelihood"):
+        column = f"pareto_k_{direction}"
+        if column in table.columns and table[column].notna().any():
+            k = float(table[column].iloc[0])
+            notes.append(f"Pareto k̂ of the {direction}-scaling importance weights: {k:.2f} "
+                         f"({'reliable' if k < 0.7 else 'unreliable'}; below 0.7 is reliable).")
+    markdown = shown.to_markdown(floatfmt=".3g")
+    text = "\n".join(["# Power-scaling sensitivity", "", *notes, "", markdown, "", *legend,
+                      "", "Raw derivatives (in data units) and every column: "
+                      "[power_scaling.csv](power_scaling.csv)."])
+    writer.write("power_scaling.md", text + "\n")
+    return "## " + text.removeprefix("# ") + "\n"
 
 
 def _sweep_sentence(result: StudyResult) -> str:
