@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.stamp-install
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench docs clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,9 +20,13 @@ demo: venv
 test: venv
 	$(PY) -m pytest
 
+docs: venv
+	$(PY) -m sphinx -W -q -b html docs docs/_build/html
+	@echo "API reference: docs/_build/html/index.html"
+
 bench: venv
 	$(PY) -m pip install --quiet -e ".[bench]"
 	$(PY) benchmarks/em_vs_sklearn.py
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) demo_output .pytest_cache docs/_build docs/generated

@@ -366,6 +366,17 @@ def compare(fit, idata, *, method: str = "pivot", hdi_prob: float = 0.94) -> Rep
     Report
         Tables, figures and ``map_check`` (:class:`MapCheck`: is the fit the highest mode
         the draws know of; when not, the higher mode EM reaches from them).
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> X = bg.load_dataset("faithful")
+    >>> fit = bg.fit_map(X, 2, random_state=0)
+    >>> idata = bg.sample_posterior(X, 2, init=fit, sampler="gibbs", draws=300, tune=100,
+    ...                             random_seed=0, progressbar=False)
+    >>> report = bg.compare(fit, idata)
+    >>> report.map_check.gain, bool(report.table["map_in_hdi"].all())
+    (0.0, True)
     """
     hdi_prob = check_probability(hdi_prob, "hdi_prob")
     post = check_posterior(fit, idata)

@@ -24,6 +24,17 @@ def load_dataset(name: str, *, features_only: bool = True) -> pd.DataFrame:
     name : str
     features_only : bool
         Keep only the numeric feature columns (drops iris' ``Species``).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per observation, the data set's column names.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> bg.load_dataset("faithful").shape, bg.load_dataset("iris").columns[0]
+    ((272, 2), 'Sepal.Length')
     """
     try:
         filename, features = DATASETS[name]

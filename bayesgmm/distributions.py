@@ -125,6 +125,15 @@ def InverseWishart(name: str, nu, scale, **kwargs):
     **kwargs
         ``dims``, ``shape``, ``initval`` … as for any PyMC variable; leading (batch) dims give
         independent matrices, e.g. ``dims=("component", "feature", "feature_bis")``.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> from bayesgmm import InverseWishart
+    >>> with pm.Model():
+    ...     sigma = InverseWishart("sigma", 5.0, np.eye(2))
+    >>> sigma.type.ndim
+    2
     """
     d = int(np.shape(scale)[-1])
     nu, scale = pt.as_tensor(np.float64(nu)), pt.as_tensor(np.asarray(scale, dtype=np.float64))

@@ -188,6 +188,16 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
     MixtureFit
         ``n_iter`` counts EM-map evaluations; ``history`` holds the log posterior of every
         accepted iterate (never decreasing).
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> X = bg.load_dataset("faithful")
+    >>> fit = bg.fit_map(X, 2, "full", random_state=0)
+    >>> fit.weights.round(2), fit.converged
+    (array([0.36, 0.64]), True)
+    >>> bg.fit_map(X, 2, "diag", prior=None, init="kmeans++", random_state=0).covariances.shape
+    (2, 2)
     """
     feature_names = feature_names_of(X)
     X = check_data(X)

@@ -128,6 +128,13 @@ def build_model(X, n_components: int, covariance: str = "full", prior="default",
         Free variables ``weights`` (component), ``means`` (component, feature) and
         ``covariances`` (the structure's dims, as :meth:`MixtureFit.to_xarray`), and the
         observed ``x`` (obs, feature) whose pointwise log density is the marginal mixture density.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> model = bg.build_model(bg.load_dataset("faithful"), 2, "full")
+    >>> sorted(rv.name for rv in model.free_RVs)
+    ['covariances', 'means', 'weights']
     """
     X, features, K, structure, prior = posterior_model_inputs(X, n_components, covariance, prior)
     n, d = X.shape

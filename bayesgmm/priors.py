@@ -79,6 +79,13 @@ class GMMPrior:
     -----
     ``logpdf`` is the normalised log density (every normalising constant included), so that
     ``log p(x | θ) + prior.logpdf(θ)`` is the log posterior density up to log p(x) only.
+
+    Examples
+    --------
+    >>> import numpy as np, bayesgmm as bg
+    >>> prior = bg.GMMPrior(mean=np.zeros(2), shrinkage=0.01, dof=4, scale=np.eye(2))
+    >>> prior.covariance
+    'full'
     """
 
     mean: np.ndarray
@@ -437,6 +444,13 @@ def default_prior(X, n_components: int, covariance: str = "full", style: str = "
     Returns
     -------
     GMMPrior
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> prior = bg.default_prior(bg.load_dataset("faithful"), 2, "full")
+    >>> prior.shrinkage, prior.dof, prior.scale.shape
+    (0.01, 4.0, (2, 2))
     """
     X = check_data(X)
     n, d = X.shape
@@ -464,6 +478,19 @@ def adjust_prior(prior: GMMPrior, setting: dict) -> GMMPrior:
         Name -> value for any of :data:`HYPERPARAMETERS`: ``shrinkage``, ``dof`` and
         ``concentration`` (a scalar or a length-K vector) replace the prior's value, ``mean``
         replaces m0 with a (d,) vector, and ``scale`` is a positive multiplier on Ψ0.
+
+    Returns
+    -------
+    GMMPrior
+        A new, validated prior (``prior`` is unchanged).
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> prior = bg.default_prior(bg.load_dataset("faithful"), 2)
+    >>> stronger = bg.adjust_prior(prior, {"shrinkage": 1.0, "scale": 2.0})
+    >>> stronger.shrinkage, bool((stronger.scale == 2 * prior.scale).all())
+    (1.0, True)
     """
     unknown = [name for name in setting if name not in HYPERPARAMETERS]
     if unknown:
@@ -523,8 +550,8 @@ def power_scale(prior: GMMPrior, a: float, n_components: int | None = None) -> G
     """The conjugate prior proportional to p(θ)^a (derivation §6).
 
     Every factor stays in its family: Dirichlet α → a(α − 1) + 1; each inverse-Wishart block of
-    size b keeps its Ψ0 → aΨ0, and the |Σ| exponents of the block's inverse-Wishart and of the
-    m mean priors it carries (|Σ|^(−1/2) each when κ0 > 0) scale together:
+    size b keeps its Ψ0 → aΨ0, and the det Σ exponents of the block's inverse-Wishart and of
+    the m mean priors it carries ((det Σ)^(−1/2) each when κ0 > 0) scale together:
     ν0 → a(ν0 + b + 1 + δm) − (b + 1 + δm), with κ0 → aκ0 and m0 unchanged.  For ``full`` that is
     ν0 → a(ν0 + d + 2) − d − 2; for ``tied`` m = K, so ``n_components`` is needed when κ0 > 0.
 
@@ -540,6 +567,13 @@ def power_scale(prior: GMMPrior, a: float, n_components: int | None = None) -> G
     -------
     GMMPrior
         log density = a · prior.logpdf(θ) + a constant.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> prior = bg.default_prior(bg.load_dataset("faithful"), 2)
+    >>> bg.power_scale(prior, 2.0).shrinkage     # p(θ)² is conjugate again: κ0 doubles
+    0.02
     """
     if not isinstance(prior, GMMPrior):
         raise TypeError(f"power_scale needs a GMMPrior (e.g. fit.prior or bg.default_prior(...)), "

@@ -181,6 +181,17 @@ def relabel(posterior, pivot, method: str = "pivot", X=None) -> Relabelling:
     Returns
     -------
     Relabelling
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> X = bg.load_dataset("faithful")
+    >>> fit = bg.fit_map(X, 2, random_state=0)
+    >>> idata = bg.sample_posterior(X, 2, init=fit, sampler="gibbs", draws=100, tune=0,
+    ...                             chains=2, random_seed=0, progressbar=False)
+    >>> result = bg.relabel(idata, fit)
+    >>> result.n_permuted, sorted(result.idata.groups())[:2]
+    (0, ['log_likelihood', 'log_prior'])
     """
     if method not in ("pivot", "stephens"):
         raise ValueError(f"method must be 'pivot' or 'stephens', got {method!r}")

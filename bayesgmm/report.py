@@ -63,10 +63,27 @@ def write_report(result: StudyResult, folder, *, command: list[str] | None = Non
     ``provenance.json`` agree, and it holds nothing else); any other non-empty folder is refused
     with :class:`~bayesgmm._io.OutputFolderError` and left untouched.
 
+    Parameters
+    ----------
+    result : StudyResult
+        From :func:`bayesgmm.run_study` (a complete run: partial posteriors are refused).
+    folder : str or Path
+    command : list of str, optional
+        The command line recorded in ``provenance.json``.
+
     Returns
     -------
     Path
         The report folder.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, bayesgmm as bg
+    >>> result = bg.run_study(bg.load_spec("models/old_faithful.toml"), ("fit",),
+    ...                       progress=False)
+    >>> folder = bg.write_report(result, pathlib.Path(tempfile.mkdtemp()) / "report")
+    >>> (folder / "README.md").is_file()
+    True
     """
     if result.idata is not None and result.idata.posterior.attrs.get("partial"):
         raise ValueError("the posterior is from an interrupted run (partial draws); a report "

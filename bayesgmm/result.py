@@ -54,6 +54,16 @@ class MixtureFit:
     n_samples : float
         N (or the sum of sample weights).
     feature_names : tuple of str or None
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> X = bg.load_dataset("faithful")
+    >>> fit = bg.fit_map(X, 2, random_state=0)
+    >>> fit.predict(X)[:5], round(fit.bic(X), 1)
+    (array([1, 0, 1, 0, 1]), 2322.7)
+    >>> fit.to_xarray()["covariances"].dims
+    ('component', 'feature', 'feature_bis')
     """
 
     weights: np.ndarray
@@ -451,6 +461,15 @@ def load(path) -> MixtureFit:
         If there is no such file.
     ValueError
         For any other problem, naming the file and the problem.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, bayesgmm as bg
+    >>> fit = bg.fit_map(bg.load_dataset("faithful"), 2, random_state=0)
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "fit.nc"
+    >>> same = bg.load(fit.save(path))
+    >>> bool((same.means == fit.means).all())
+    True
     """
     path = Path(path)
     decode = _DECODERS.get(path.suffix.lower())

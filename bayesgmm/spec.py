@@ -475,7 +475,27 @@ def spec_from_dict(raw: dict, source: str | Path = "<spec>", text: str = "") -> 
 
 
 def load_spec(path, overrides: dict | None = None) -> StudySpec:
-    """Read and validate a study spec file (see :func:`parse_spec`)."""
+    """Read and validate a study spec file (see :func:`parse_spec`).
+
+    Parameters
+    ----------
+    path : str or Path
+        A TOML study spec (``models/*.toml``).
+    overrides : dict, optional
+        Entries that replace the file's, nested by table (``{"sampler": {"draws": 100}}``).
+
+    Returns
+    -------
+    StudySpec
+        Validated; a mistake raises a ValueError naming the file, line and key.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> spec = bg.load_spec("models/old_faithful.toml")
+    >>> spec.model.n_components, spec.sampler.method
+    ((2,), 'gibbs')
+    """
     path = Path(path)
     if path.is_dir() or not path.exists():
         raise FileNotFoundError(f"spec file {str(path)!r} not found")

@@ -138,6 +138,14 @@ def run_study(spec: StudySpec, stages=None, *, progress: bool = True, log=None) 
     Returns
     -------
     StudyResult
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> result = bg.run_study(bg.load_spec("models/old_faithful.toml"), ("fit",),
+    ...                       progress=False)
+    >>> result.fit.n_components, result.idata is None
+    (2, True)
     """
     stages = stages_of(spec) if stages is None else tuple(stages)
     unknown = set(stages) - set(STAGES)

@@ -131,6 +131,15 @@ def prior_sweep(X, n_components: int, covariance: str = "full", base_prior="defa
         values in ``<axis>_value``) plus the parameter dims: ``weights``, ``means``,
         ``covariances``, ``log_posterior``, ``log_likelihood``, ``bic``, ``converged``,
         ``n_iter``.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> X = bg.load_dataset("faithful")
+    >>> sweep = bg.prior_sweep(X, 2, grid={"shrinkage": [0.01, 1.0], "scale": [0.5, 2.0]},
+    ...                        progress=False)
+    >>> sweep["means"].dims, bool(sweep.converged.all())
+    (('shrinkage', 'scale', 'component', 'feature'), True)
     """
     names = feature_names_of(X)
     X = check_data(X)
@@ -353,12 +362,25 @@ def _sweep_dataset(axes, shape, fits, X, base_fit, names) -> xr.Dataset:
 def sweep_summary(sweep: xr.Dataset) -> pd.DataFrame:
     """How far each MAP estimate moves across a :func:`prior_sweep` grid.
 
+    Parameters
+    ----------
+    sweep : xarray.Dataset
+        From :func:`prior_sweep`.
+
     Returns
     -------
     pandas.DataFrame
         One row per parameter entry (labelled as in :func:`bayesgmm.compare`), columns ``min``,
         ``max``, ``range`` (max − min over every setting) and ``relative_range`` (range / mean
-        |value|), sorted by ``relative_range``, largest first.
+        absolute value), sorted by ``relative_range``, largest first.
+
+    Examples
+    --------
+    >>> import bayesgmm as bg
+    >>> sweep = bg.prior_sweep(bg.load_dataset("faithful"), 2, grid={"shrinkage": [0.01, 1.0]},
+    ...                        progress=False)
+    >>> list(bg.sweep_summary(sweep).columns)
+    ['min', 'max', 'range', 'relative_range']
     """
     axes = list(sweep["log_posterior"].dims)
     rows, labels = [], []
