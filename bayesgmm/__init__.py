@@ -15,6 +15,9 @@ from .spec import StudySpec, load_spec
 
 __version__ = "0.1.0"
 
+#: the covariance structures' names (scikit-learn's; mclust's VVV, EEE, VVI, VII)
+COVARIANCE_TYPES = tuple(STRUCTURES)
+
 __all__ = [
     "ConvergenceWarning",
     "GMMPrior",
@@ -22,7 +25,7 @@ __all__ = [
     "MAPGaussianMixture",
     "MixtureFit",
     "MixtureParams",
-    "STRUCTURES",
+    "COVARIANCE_TYPES",
     "build_model",
     "compare",
     "relabel",
@@ -47,6 +50,7 @@ __all__ = [
     "sample_posterior",
     "SamplingInterrupted",
     "plots",
+    "Report",
 ]
 
 

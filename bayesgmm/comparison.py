@@ -205,7 +205,23 @@ def _climb(fit, posterior, X, chain: int, draw: int):
 
 @dataclass
 class Report:
-    """The comparison of a MAP-EM fit with the MCMC posterior (see :func:`compare`)."""
+    """The comparison of a MAP-EM fit with the MCMC posterior (made by :func:`compare`).
+
+    Attributes
+    ----------
+    fit, idata
+        The inputs.
+    relabelling : Relabelling
+        The draws relabelled to the fit (``.posterior``, ``.idata``).
+    table : pandas.DataFrame
+        Per parameter entry: MAP, posterior mean, median, sd, HDI, the MAP's quantile, whether
+        it is inside the HDI, and the standardised gap.
+    kl, clustering, predictive, convergence
+        Per-component KL divergences; cluster agreement; PSIS-LOO against the MAP plug-in;
+        R-hat, ESS and divergences after relabelling.
+    map_check : MapCheck
+        Whether a higher mode exists among the draws.
+    """
 
     fit: object
     idata: object

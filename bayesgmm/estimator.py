@@ -17,7 +17,8 @@ class MAPGaussianMixture(DensityMixin, BaseEstimator):
     """Regularised Gaussian mixture: MAP-EM under the conjugate prior, as an sklearn estimator.
 
     Parameters mirror :func:`bayesgmm.fit_map`; ``prior`` defaults to the data-scaled default
-    prior (``"default"``), so the fit never collapses.  After ``fit``: ``fit_`` (the
+    prior (``"default"``), so the fit never collapses.  ``covariance_type``, when given, is
+    scikit-learn's name for ``covariance`` and takes precedence (drop-in for GaussianMixture).  After ``fit``: ``fit_`` (the
     :class:`~bayesgmm.MixtureFit`), ``weights_``, ``means_``, ``covariances_``,
     ``precisions_cholesky_`` and ``precisions_`` (scikit-learn's shapes and meaning),
     ``converged_``, ``n_iter_``, ``lower_bound_`` (the log posterior per sample, as
@@ -34,9 +35,11 @@ class MAPGaussianMixture(DensityMixin, BaseEstimator):
     """
 
     def __init__(self, n_components=1, *, covariance="full", prior="default", init="auto",
-                 n_init=None, tol=1e-8, max_iter=1000, random_state=None, n_threads=1):
+                 n_init=None, tol=1e-8, max_iter=1000, random_state=None, n_threads=1,
+                 covariance_type=None):
         self.n_components = n_components
         self.covariance = covariance
+        self.covariance_type = covariance_type
         self.prior = prior
         self.init = init
         self.n_init = n_init
@@ -48,7 +51,8 @@ class MAPGaussianMixture(DensityMixin, BaseEstimator):
     def fit(self, X, y=None, sample_weight=None):
         """Fit by MAP-EM (:func:`bayesgmm.fit_map`); ``y`` is ignored."""
         validate_data(self, X, reset=True, skip_check_array=True)  # n_features_in_, names
-        fit = fit_map(X, self.n_components, self.covariance, prior=self.prior, init=self.init,
+        covariance = self.covariance if self.covariance_type is None else self.covariance_type
+        fit = fit_map(X, self.n_components, covariance, prior=self.prior, init=self.init,
                       n_init=self.n_init, tol=self.tol, max_iter=self.max_iter,
                       sample_weight=sample_weight, random_state=self.random_state,
                       n_threads=self.n_threads)

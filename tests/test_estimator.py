@@ -63,3 +63,34 @@ def test_weights_equal_repeated_rows(faithful):
     assert weighted.log_posterior_ == pytest.approx(repeated.log_posterior_, rel=1e-9)
     np.testing.assert_allclose(np.sort(weighted.means_, axis=0),
                                np.sort(repeated.means_, axis=0), rtol=1e-6)
+
+
+def test_covariance_type_is_accepted_as_gaussian_mixture_does(faithful):
+    from sklearn.base import clone
+
+    model = bg.MAPGaussianMixture(n_components=2, covariance_type="diag", random_state=0)
+    assert clone(model).fit(faithful).covariances_.shape == (2, 2)
+    assert model.get_params()["covariance_type"] == "diag"
+
+
+@pytest.mark.parametrize("init", ["auto", "emem", "hc", "kmeans++", "random"])
+def test_integer_weights_equal_repeated_rows_for_every_start(faithful, init):
+    X = faithful.to_numpy()[:60]
+    w = np.random.default_rng(0).integers(1, 4, size=len(X))
+    weighted = bg.fit_map(X, 2, sample_weight=w, init=init, random_state=0, tol=1e-12)
+    repeated = bg.fit_map(np.repeat(X, w, axis=0), 2, init=init, random_state=0, tol=1e-12)
+    assert weighted.log_posterior == pytest.approx(repeated.log_posterior, rel=1e-12)
+    np.testing.assert_allclose(np.sort(weighted.means, axis=0),
+                               np.sort(repeated.means, axis=0), rtol=1e-9)
+
+
+def test_reports_and_specs_pickle(faithful):
+    import pickle
+
+    fit = bg.fit_map(faithful, 2, random_state=0)
+    idata = bg.sample_posterior(faithful, 2, init=fit, sampler="gibbs", draws=50, tune=0,
+                                chains=2, random_seed=0, progressbar=False)
+    report = pickle.loads(pickle.dumps(bg.compare(fit, idata)))
+    assert report.summary() == bg.compare(fit, idata).summary()
+    spec = bg.load_spec("models/old_faithful.toml")
+    assert pickle.loads(pickle.dumps(spec)) == spec
