@@ -4,7 +4,6 @@ sample weights, and GaussianMixture's attributes with its meanings."""
 import warnings
 
 import numpy as np
-import pandas as pd
 import pytest
 from sklearn.mixture import GaussianMixture
 from sklearn.utils.estimator_checks import check_estimator
