@@ -3,14 +3,16 @@
 project = "bayesgmm"
 author = "the bayesgmm developers"
 extensions = ["sphinx.ext.autodoc", "sphinx.ext.autosummary", "sphinx.ext.napoleon",
-              "sphinx.ext.mathjax"]
+              "sphinx.ext.mathjax", "myst_parser"]
+source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
+myst_heading_anchors = 3
 autosummary_generate = True
 autodoc_default_options = {"members": True, "undoc-members": False}
 autodoc_typehints = "none"          # the numpydoc sections carry the types
 napoleon_numpy_docstring = True
 napoleon_google_docstring = False
 napoleon_use_rtype = False
-exclude_patterns = ["_build", "derivation.md"]
+exclude_patterns = ["_build"]
 html_theme = "alabaster"
 napoleon_use_ivar = True            # "Attributes" as fields, not duplicate attribute entries
 # "shape (n_samples, n_features)" in a type is prose, not a cross-reference

@@ -50,6 +50,8 @@ def test_the_api_reference_builds_without_warnings(tmp_path):
 
     source = tmp_path / "docs"
     shutil.copytree(ROOT / "docs", source, ignore=shutil.ignore_patterns("_build", "generated"))
+    (tmp_path / "models").mkdir()
+    shutil.copy(ROOT / "models" / "README.md", tmp_path / "models")  # included by specs.md
     built = subprocess.run([sys.executable, "-m", "sphinx", "-W", "--keep-going", "-q", "-b",
                             "html", str(source), str(tmp_path / "html")],
                            capture_output=True, text=True, cwd=ROOT)
@@ -57,6 +59,8 @@ def test_the_api_reference_builds_without_warnings(tmp_path):
     api = (tmp_path / "html" / "api.html").read_text()
     for name in ("fit_map", "sample_posterior", "select_model", "plot_density"):
         assert name in api
+    assert "S = Σ" in (tmp_path / "html" / "derivation.html").read_text()
+    assert "n_components" in (tmp_path / "html" / "specs.html").read_text()
 
 
 def test_every_public_name_is_in_the_reference():
