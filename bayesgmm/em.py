@@ -34,6 +34,7 @@ from .covariance import (
 )
 from . import search
 from . import starts as start_methods
+from .dask_em import is_dask_array
 from .estep import Engine, MixtureParams, working_coordinates
 from .iteration import ACCELERATIONS, RUNS, Run
 from .priors import resolve_prior
@@ -199,6 +200,11 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
     >>> bg.fit_map(X, 2, "diag", prior=None, init="kmeans++", random_state=0).covariances.shape
     (2, 2)
     """
+    if is_dask_array(X):
+        return _fit_map_dask(X, n_components, covariance, prior, init=init, n_init=n_init,
+                             tol=tol, max_iter=max_iter, sample_weight=sample_weight,
+                             random_state=random_state, acceleration=acceleration,
+                             warn_convergence=warn_convergence)
     feature_names = feature_names_of(X)
     X = check_data(X)
     n, d = X.shape
@@ -244,18 +250,27 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
             if prior is None:
                 raise _singular_error(exc, K, structure.name) from None
             raise
+    total_weight = float(n if w is None else w.sum())
+    params = coords.to_data(engine.params(best.state))
+    if isinstance(init, str) and init in ("emem", "auto"):
+        params = _in_canonical_order(params, structure)
+    return _mixture_fit(best, params, coords, prior, structure, total_weight, feature_names,
+                        warn_convergence, max_iter, tol)
+
+
+def _mixture_fit(best: Run, params: MixtureParams, coords, prior, structure, total_weight,
+                 feature_names, warn_convergence: bool, max_iter: int, tol: float) -> MixtureFit:
+    """The MixtureFit of a run: parameters in data coordinates, log densities with the
+    change-of-variables constants of the working coordinates."""
     if warn_convergence and not best.converged:
         warnings.warn(
             f"EM did not converge in max_iter={max_iter} EM steps (estimated distance to the "
             f"fixed point above tol={tol}); raise max_iter or check the fit", ConvergenceWarning,
-            stacklevel=2)
-    total_weight = float(n if w is None else w.sum())
+            stacklevel=3)
+    K, d = np.shape(params.means)
     ll_offset = total_weight * coords.log_density_offset(d)
     lp_offset = ll_offset + (0.0 if prior is None
                              else coords.log_prior_offset(structure, K, d, prior))
-    params = coords.to_data(engine.params(best.state))
-    if isinstance(init, str) and init in ("emem", "auto"):
-        params = _in_canonical_order(params, structure)
     return MixtureFit(
         weights=params.weights, means=params.means, covariances=params.covariances,
         covariance_type=structure.name, prior=prior,
@@ -264,3 +279,54 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
         history=np.array(best.history) + lp_offset, n_iter=best.n_iter,
         converged=best.converged, n_samples=total_weight, feature_names=feature_names,
     )
+
+
+def _fit_map_dask(X, K, covariance, prior, *, init, n_init, tol, max_iter, sample_weight,
+                  random_state, acceleration, warn_convergence) -> MixtureFit:
+    """:func:`fit_map` for a Dask array (:mod:`bayesgmm.dask_em`): moments in one pass, the
+    start searched in memory on a uniform sample of rows, EM over the blocks."""
+    from . import dask_em
+    from .priors import prior_from_moments
+
+    if X.ndim != 2 or X.shape[1] == 0:
+        raise ValueError(f"X must be 2-D with at least one feature, got shape {X.shape}")
+    n, d = X.shape
+    K = check_n_components(K, n)
+    structure = get_structure(covariance)
+    tol = check_tolerance(tol)
+    max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
+    if acceleration not in RUNS:
+        raise ValueError(f"acceleration must be 'squarem' or None (plain EM), got "
+                         f"{acceleration!r}")
+    if sample_weight is not None and np.shape(sample_weight) != (n,):
+        raise ValueError(f"sample_weight must have shape ({n},), got {np.shape(sample_weight)}")
+    rng = np.random.default_rng(check_random_state(random_state))
+    center, cov, rows, total = dask_em.dask_moments(X, sample_weight)
+    w_max = None if sample_weight is None else float(np.asarray(
+        sample_weight.max().compute() if dask_em.is_dask_array(sample_weight)
+        else np.max(sample_weight)))
+    coords = dask_em.dask_coordinates(center, cov, w_max)
+    if isinstance(prior, str):
+        prior = prior_from_moments(center, cov, rows, K, structure.name, prior)
+    elif prior is not None:
+        resolve_prior(prior, np.zeros((1, d)), K, structure.name)
+    working_prior = None if prior is None else prior.rescaled(coords.center, coords.scale)
+    engine = dask_em.DaskEngine(X, sample_weight, structure, K, coords, working_prior)
+    if isinstance(init, str):  # the start: the method in memory on a sample, the full prior
+        Xs, ws = dask_em.sample_rows(X, sample_weight, search.SEARCH_ROWS, rng)
+        start = fit_map(Xs, K, structure.name, prior=prior, init=init, n_init=n_init,
+                        tol=tol, max_iter=max_iter, sample_weight=ws, random_state=rng,
+                        acceleration=acceleration, warn_convergence=False).params
+    elif isinstance(init, np.ndarray) and not hasattr(init, "weights"):
+        raise ValueError("a responsibility-matrix start is not available for Dask arrays; "
+                         "give a method or initial parameters")
+    else:
+        start = _check_params(init, K, d, structure)
+    with _one_blas_thread():
+        best = RUNS[acceleration](engine, engine.from_params(coords.to_working(start)), tol,
+                                  max_iter)
+    params = coords.to_data(engine.params(best.state))
+    if isinstance(init, str) and init in ("emem", "auto"):
+        params = _in_canonical_order(params, structure)
+    return _mixture_fit(best, params, coords, prior, structure, total, None,
+                        warn_convergence, max_iter, tol)

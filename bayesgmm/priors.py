@@ -372,7 +372,7 @@ def invwishart_logpdf(cov_factor, dof, scale_factor, ops=NUMPY_OPS):
 
 
 def _data_covariance(X: np.ndarray, sample_weight: np.ndarray | None = None
-                     ) -> tuple[np.ndarray, np.ndarray]:
+                     ) -> tuple[np.ndarray, np.ndarray, int]:
     """Column means and cov(X) (n − 1 denominator), made positive definite when the data do not
     span R^d.
 
@@ -382,10 +382,7 @@ def _data_covariance(X: np.ndarray, sample_weight: np.ndarray | None = None
     are not frequencies; their covariance divides by Σ w.
     The covariance is computed on X centred and divided by a power of two near its spread, so
     it is accurate at any magnitude whose square float64 holds (else a ValueError names it).
-    With n ≤ d only the diagonal is kept, as mclust does.  Constant or collinear columns leave
-    the covariance singular, and a prior scale built from it would let a component collapse onto
-    that subspace; a ridge of 10⁻³ × the mean variance is then added to the diagonal (with a
-    warning), so every posterior covariance stays positive definite.
+    Returns the mean, the covariance and the number of rows with positive weight.
     """
     n, d = X.shape
     center, spread = column_moments(X)
@@ -403,6 +400,18 @@ def _data_covariance(X: np.ndarray, sample_weight: np.ndarray | None = None
         cov = np.atleast_2d(scatter / (total - 1.0 if total > 1.0 else total)) * (s * s)
         center = center + s * shift
         n = int(np.count_nonzero(sample_weight))
+    return center, cov, n
+
+
+def _prior_covariance(cov: np.ndarray, n: int) -> np.ndarray:
+    """The data covariance a prior scale can be built from.
+
+    With n ≤ d only the diagonal is kept, as mclust does.  Constant or collinear columns leave
+    the covariance singular, and a prior scale built from it would let a component collapse onto
+    that subspace; a ridge of 10⁻³ × the mean variance is then added to the diagonal (with a
+    warning), so every posterior covariance stays positive definite.
+    """
+    d = cov.shape[0]
     if n <= d:
         cov = np.diag(np.diag(cov))
     mean_var = np.trace(cov) / d
@@ -416,9 +425,31 @@ def _data_covariance(X: np.ndarray, sample_weight: np.ndarray | None = None
         warnings.warn(
             f"the data covariance is singular ({what}); the default prior adds "
             f"1e-3 × the mean variance ({1e-3 * mean_var:.3g}) to its diagonal", UserWarning,
-            stacklevel=3)
+            stacklevel=4)
         cov = cov + 1e-3 * mean_var * np.eye(d)
-    return center, cov
+    return cov
+
+
+def prior_from_moments(center, cov, n_samples: int, n_components: int,
+                       covariance: str = "full", style: str = "default") -> GMMPrior:
+    """:func:`default_prior` from the data's moments (mean, covariance with the n − 1
+    denominator, number of rows), for data that are not in memory (e.g. a Dask array).
+
+    Returns
+    -------
+    GMMPrior
+    """
+    structure = get_structure(covariance)
+    if style not in ("default", "mclust"):
+        raise ValueError(f"style must be 'default' or 'mclust', got {style!r}")
+    if n_samples < 2:
+        raise ValueError("a data-scaled prior needs at least 2 samples to estimate a covariance "
+                         f"(got n_samples = {n_samples})")
+    cov = _prior_covariance(np.atleast_2d(np.asarray(cov, dtype=float)), n_samples)
+    d = cov.shape[0]
+    scale = structure.default_scale(cov, style) * n_components ** (-2.0 / d)
+    return GMMPrior(mean=np.asarray(center, dtype=float), shrinkage=0.01, dof=d + 2,
+                    scale=scale, concentration=1.0, covariance=structure.name)
 
 
 def default_prior(X, n_components: int, covariance: str = "full", style: str = "default", *,
@@ -462,10 +493,8 @@ def default_prior(X, n_components: int, covariance: str = "full", style: str = "
     if n < 2:
         raise ValueError("a data-scaled prior needs at least 2 samples to estimate a covariance "
                          f"(got n_samples = {len(X)})")
-    center, cov = _data_covariance(X, w)
-    scale = structure.default_scale(cov, style) * K ** (-2.0 / d)
-    return GMMPrior(mean=center, shrinkage=0.01, dof=d + 2, scale=scale,
-                    concentration=1.0, covariance=structure.name)
+    center, cov, rows = _data_covariance(X, w)
+    return prior_from_moments(center, cov, rows, K, structure.name, style)
 
 
 def adjust_prior(prior: GMMPrior, setting: dict) -> GMMPrior:

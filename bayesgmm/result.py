@@ -14,6 +14,7 @@ from scipy.special import logsumexp
 from ._io import DamagedFileError, atomic_write, netcdf_bytes, seal, unseal
 from ._validation import check_data, check_positive_int, readonly_array
 from .covariance import STRUCTURES, check_covariances, get_structure
+from .dask_em import is_dask_array
 from .estep import MixtureParams, joint_log_density
 from .priors import GMMPrior
 
@@ -135,20 +136,31 @@ class MixtureFit:
                     "leave it out")
             yield log_prob
 
-    def _per_row(self, X, reduce) -> np.ndarray:
+    def _per_row(self, X, method: str):
+        """A per-row method on X: in blocks for arrays; for a Dask array, lazily per block
+        (a Dask array of the result, the data never gathered)."""
+        if is_dask_array(X):
+            X = X.rechunk({1: -1})
+            if method == "predict_proba":
+                return X.map_blocks(self.predict_proba, dtype=float,
+                                    chunks=(X.chunks[0], (self.n_components,)))
+            return X.map_blocks(getattr(self, method), drop_axis=1,
+                                dtype=int if method == "predict" else float)
+        reduce = _ROW_REDUCTIONS[method]
         return np.concatenate([reduce(block) for block in self._log_prob_blocks(X)])
 
     def score_samples(self, X) -> np.ndarray:
-        """log p(x_n | θ̂) per row, shape (n_samples,)."""
-        return self._per_row(X, lambda lp: logsumexp(lp, axis=1))
+        """log p(x_n | θ̂) per row, shape (n_samples,) (a Dask array for a Dask array)."""
+        return self._per_row(X, "score_samples")
 
     def predict_proba(self, X) -> np.ndarray:
-        """Responsibilities r_nk, shape (n_samples, K)."""
-        return self._per_row(X, lambda lp: np.exp(lp - logsumexp(lp, axis=1, keepdims=True)))
+        """Responsibilities r_nk, shape (n_samples, K) (a Dask array for a Dask array)."""
+        return self._per_row(X, "predict_proba")
 
     def predict(self, X) -> np.ndarray:
-        """Most probable component per row, shape (n_samples,)."""
-        return self._per_row(X, lambda lp: np.argmax(lp, axis=1))
+        """Most probable component per row, shape (n_samples,) (a Dask array for a Dask
+        array)."""
+        return self._per_row(X, "predict")
 
     def sample(self, n_samples: int = 1, random_state=None):
         """Draw from the fitted mixture.
@@ -180,8 +192,9 @@ class MixtureFit:
     def icl(self, X) -> float:
         """Integrated completed likelihood (Biernacki et al. 2000) on the BIC scale:
         BIC − 2 Σ_n log r_{n,ẑ_n} with ẑ_n the MAP labels (lower is better)."""
-        log_resp_max = self._per_row(X, lambda lp: (lp - logsumexp(lp, axis=1, keepdims=True)
-                                                   ).max(axis=1))
+        log_resp_max = np.concatenate([
+            (lp - logsumexp(lp, axis=1, keepdims=True)).max(axis=1)
+            for lp in self._log_prob_blocks(X)])
         return self.bic(X) - 2.0 * float(log_resp_max.sum())
 
     def summary(self, title: str = "") -> str:
@@ -283,6 +296,14 @@ class MixtureFit:
             raise ValueError(f"cannot save a fit as {str(path)!r}: unknown extension "
                              f"{path.suffix!r}; use one of {', '.join(FIT_SUFFIXES)}")
         return atomic_write(path, encode(self))
+
+
+#: per-row reductions of the joint log densities log π_k N(x_n | μ_k, Σ_k), (rows, K)
+_ROW_REDUCTIONS = {
+    "score_samples": lambda lp: logsumexp(lp, axis=1),
+    "predict_proba": lambda lp: np.exp(lp - logsumexp(lp, axis=1, keepdims=True)),
+    "predict": lambda lp: np.argmax(lp, axis=1),
+}
 
 
 def _jsonable(value):

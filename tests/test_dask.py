@@ -1,0 +1,93 @@
+"""MAP-EM on Dask arrays: the same fit as in memory (same start, same iterations, ≤ 1e-10),
+on the threaded scheduler and on a real dask.distributed LocalCluster (processes, loopback)."""
+
+import numpy as np
+import pytest
+
+import bayesgmm as bg
+
+da = pytest.importorskip("dask.array")
+
+
+@pytest.fixture(scope="module")
+def faithful_array():
+    return np.asarray(bg.load_dataset("faithful"))
+
+
+def _start(X, covariance, prior):
+    return bg.fit_map(X, 2, covariance, prior=prior, init="kmeans++", random_state=1,
+                      max_iter=2, warn_convergence=False)
+
+
+def _assert_same_fit(a, b, rtol=1e-10):
+    assert a.n_iter == b.n_iter and a.converged == b.converged
+    assert b.log_posterior == pytest.approx(a.log_posterior, rel=rtol)
+    assert b.log_likelihood == pytest.approx(a.log_likelihood, rel=rtol)
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_allclose(getattr(b, name), getattr(a, name), rtol=rtol, atol=1e-12)
+
+
+@pytest.mark.parametrize("covariance", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("prior", ["default", None])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_blocks_give_the_in_memory_fit(faithful_array, covariance, prior, weighted):
+    X = faithful_array
+    w = np.random.default_rng(0).uniform(0.5, 3.0, size=len(X)) if weighted else None
+    start = _start(X, covariance, prior)
+    in_memory = bg.fit_map(X, 2, covariance, prior=prior, init=start, sample_weight=w,
+                           tol=1e-10)
+    on_dask = bg.fit_map(da.from_array(X, chunks=(64, 2)), 2, covariance, prior=prior,
+                         init=start, tol=1e-10,
+                         sample_weight=None if w is None else da.from_array(w, chunks=50))
+    _assert_same_fit(in_memory, on_dask)
+    if prior is not None:  # the default prior from one pass of moments
+        np.testing.assert_allclose(on_dask.prior.scale, in_memory.prior.scale, rtol=1e-12)
+        np.testing.assert_allclose(on_dask.prior.mean, in_memory.prior.mean, rtol=1e-12)
+
+
+def test_the_default_search_reaches_the_in_memory_mode(faithful_array):
+    """The start is searched on a sample (here every row: N < 4 000), then EM on the blocks."""
+    X = faithful_array
+    on_dask = bg.fit_map(da.from_array(X, chunks=(100, 2)), 3, random_state=0)
+    assert on_dask.log_posterior == pytest.approx(bg.fit_map(X, 3, random_state=0).log_posterior,
+                                                  abs=1e-6)
+
+
+def test_predictions_are_lazy_and_equal(faithful_array):
+    X = faithful_array
+    fit = bg.fit_map(X, 2, random_state=0)
+    Xd = da.from_array(X, chunks=(50, 2))
+    for method in ("predict", "predict_proba", "score_samples"):
+        lazy = getattr(fit, method)(Xd)
+        assert isinstance(lazy, da.Array)
+        np.testing.assert_array_equal(lazy.compute(), getattr(fit, method)(X))
+
+
+def test_bad_input_is_named(faithful_array):
+    Xd = da.from_array(faithful_array, chunks=(50, 2))
+    with pytest.raises(ValueError, match="not available for Dask arrays"):
+        bg.fit_map(Xd, 2, init=np.ones((272, 2)) / 2)
+    with pytest.raises(ValueError, match="sample_weight must have shape"):
+        bg.fit_map(Xd, 2, sample_weight=np.ones(5))
+
+
+@pytest.mark.slow
+def test_a_local_cluster_gives_the_same_fit():
+    """A real distributed.LocalCluster (2 worker processes, loopback): data generated on the
+    workers (never built on the client), the fit equal to the in-memory one from the same
+    start. ≈ 10 s."""
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        rng = da.random.default_rng(7)
+        labels = rng.integers(0, 2, size=40_000, chunks=5_000)
+        X = rng.normal(size=(40_000, 2), chunks=(5_000, 2)) + 4.0 * labels[:, None]
+        X = X.persist()
+        local = X.compute()
+        start = _start(local, "full", "default")
+        on_cluster = bg.fit_map(X, 2, init=start, tol=1e-10)
+        fit = bg.fit_map(local, 2, init=start, tol=1e-10)
+        _assert_same_fit(fit, on_cluster, rtol=1e-9)
+        labels_cluster = on_cluster.predict(X).compute()
+        np.testing.assert_array_equal(labels_cluster, fit.predict(local))
