@@ -13,7 +13,7 @@ from scipy.optimize import linear_sum_assignment
 from .covariance import get_structure
 
 __all__ = ["gaussian_kl", "dense_draws", "assign", "pivot_permutations",
-           "component_permutation", "apply_permutations"]
+           "component_permutation", "apply_permutations", "draw_permutations"]
 
 
 def gaussian_kl(mean1, cov1, mean2, cov2) -> np.ndarray:
@@ -60,6 +60,14 @@ def pivot_permutations(means, dense, pivot_means, pivot_dense) -> np.ndarray:
     m2, S2 = pivot_means[None, None], pivot_dense[None, None]
     cost = gaussian_kl(m1, S1, m2, S2) + gaussian_kl(m2, S2, m1, S1)  # symmetric KL (S, j, k)
     return assign(cost)
+
+
+def draw_permutations(posterior, pivot) -> np.ndarray:
+    """(chain, draw, K): for each draw of ``posterior``, the draw component matched to each of
+    the pivot fit's components (Hungarian on symmetric KL)."""
+    _, means, dense = dense_draws(posterior, pivot.covariance_type)
+    perms = pivot_permutations(means, dense, np.asarray(pivot.means), pivot.covariance_matrices)
+    return perms.reshape(posterior.sizes["chain"], posterior.sizes["draw"], -1)
 
 
 def component_permutation(means: np.ndarray, dense: np.ndarray, pivot) -> np.ndarray:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from . import _compat
-from .alignment import apply_permutations, component_permutation, dense_draws, pivot_permutations
+from .alignment import apply_permutations, component_permutation, dense_draws, draw_permutations
 
 __all__ = ["SamplerHealth", "SamplerWarning", "SamplingInterrupted", "sampler_health",
            "chain_labellings", "convergence_summary", "max_rhat", "PARAMETERS"]
@@ -150,11 +150,9 @@ def aligned_to_pivot(posterior, covariance: str, pivot):
     (xarray.Dataset, float)
         The reordered draws, and the share of draws that needed reordering.
     """
-    _, means, dense = dense_draws(posterior, covariance)
-    perms = pivot_permutations(means, dense, np.asarray(pivot.means), pivot.covariance_matrices)
-    moved = float(np.mean(np.any(perms != np.arange(perms.shape[1]), axis=1)))
-    shape = (posterior.sizes["chain"], posterior.sizes["draw"], perms.shape[1])
-    return apply_permutations(posterior, perms.reshape(shape)), moved
+    perms = draw_permutations(posterior, pivot)
+    moved = float(np.mean(np.any(perms != np.arange(perms.shape[-1]), axis=-1)))
+    return apply_permutations(posterior, perms), moved
 
 
 def sampler_health(idata, pivot) -> SamplerHealth:

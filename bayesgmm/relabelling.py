@@ -21,7 +21,7 @@ import xarray as xr
 from scipy.special import logsumexp
 
 from . import _compat
-from .alignment import apply_permutations, assign, dense_draws, pivot_permutations
+from .alignment import apply_permutations, assign, dense_draws, draw_permutations
 from .covariance import get_structure
 from .health import PARAMETERS, max_rhat
 from .result import MixtureFit
@@ -200,16 +200,15 @@ def relabel(posterior, pivot, method: str = "pivot", X=None) -> Relabelling:
         idata, posterior = posterior, posterior.posterior
         if X is None and hasattr(idata, "observed_data") and "x" in idata.observed_data:
             X = idata.observed_data["x"].values
-    weights, means, dense = dense_draws(posterior, pivot.covariance_type)
-    n_chain, n_draw = posterior.sizes["chain"], posterior.sizes["draw"]
-    perms = pivot_permutations(means, dense, np.asarray(pivot.means), pivot.covariance_matrices)
+    perms = draw_permutations(posterior, pivot)
     if method == "stephens":
         if X is None:
             raise ValueError("method='stephens' needs the data X (classification probabilities)")
+        weights, means, dense = dense_draws(posterior, pivot.covariance_type)
         log_p = classification_log_probabilities(np.asarray(X, dtype=float), weights, means,
                                                  dense)
-        perms = _stephens_permutations(log_p, perms, pivot.predict_proba(X))
-    perms = perms.reshape(n_chain, n_draw, -1)
+        perms = _stephens_permutations(log_p, perms.reshape(len(weights), -1),
+                                       pivot.predict_proba(X)).reshape(perms.shape)
     relabelled = apply_permutations(posterior, perms)
     identity = np.arange(perms.shape[-1])
     return Relabelling(
