@@ -12,7 +12,7 @@ reports −BIC).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -160,8 +160,6 @@ def select_model(X, n_components=range(1, 10), covariance=("full", "tied", "diag
         fits = dict(zip(cells, pool.map(searched, cells)))
         _share_classifications(fits, cells, Ks, structures, fit, pool, X)
     if names is not None:
-        from dataclasses import replace
-
         fits = {cell: f if f is None else replace(f, feature_names=tuple(map(str, names)))
                 for cell, f in fits.items()}
     table = pd.DataFrame([_row(K, c, f, X) for (K, c), f in fits.items()], columns=list(COLUMNS))

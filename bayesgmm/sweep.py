@@ -25,10 +25,14 @@ import xarray as xr
 
 from ._validation import check_data, check_n_components, feature_names_of
 from .alignment import component_permutation
+from .comparison import map_check, table_dataset
 from .covariance import get_structure
 from .em import fit_map
+from .health import convergence_summary
 from .priors import HYPERPARAMETERS, GMMPrior, adjust_prior, resolve_prior
+from .relabelling import relabel
 from .result import MixtureFit, parameter_entries
+from .sampling import sample_posterior
 
 __all__ = ["prior_sweep", "posterior_sweep", "sweep_summary", "aligned", "AXES"]
 
@@ -239,11 +243,6 @@ def posterior_sweep(X, n_components: int, covariance: str = "full", base_prior="
     >>> ds["means"].sel(stat="mean").dims
     ('shrinkage', 'component', 'feature')
     """
-    from .comparison import map_check, table_dataset
-    from .health import convergence_summary
-    from .relabelling import relabel
-    from .sampling import sample_posterior
-
     names = feature_names_of(X)
     data = X
     X = check_data(X)
