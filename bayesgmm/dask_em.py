@@ -24,8 +24,10 @@ import numpy as np
 
 from ._validation import check_magnitude, power_of_two
 from .estep import Coordinates, Engine, State, Stats
+from .priors import GMMPrior, prior_from_moments
 
-__all__ = ["is_dask_array", "DaskEngine", "dask_coordinates", "dask_moments", "sample_rows"]
+__all__ = ["is_dask_array", "DaskEngine", "dask_coordinates", "dask_moments", "sample_rows",
+           "resolve_dask_prior"]
 
 
 def is_dask_array(X) -> bool:
@@ -68,6 +70,20 @@ def dask_moments(X, w=None):
     scatter = second - total * np.outer(mean_z, mean_z)
     cov = scatter / (total - 1.0 if total > 1.0 else total)
     return shift + mean_z, cov, int(rows), float(total)
+
+
+def resolve_dask_prior(prior, X, n_components: int, covariance: str, moments=None):
+    """:func:`bayesgmm.priors.resolve_prior` for a Dask array: a style name becomes the
+    data-scaled prior from one pass of moments (or the ``moments`` already computed)."""
+    if isinstance(prior, str):
+        center, cov, rows, _ = moments if moments is not None else dask_moments(X)
+        return prior_from_moments(center, cov, rows, n_components, covariance, prior)
+    if prior is not None:
+        if not isinstance(prior, GMMPrior):
+            raise TypeError(f"prior must be a GMMPrior, 'default', 'mclust' or None, "
+                            f"got {prior!r}")
+        prior.check_compatible(n_components, X.shape[1], covariance)
+    return prior
 
 
 def dask_coordinates(center, cov, w_max: float | None) -> Coordinates:

@@ -286,7 +286,6 @@ def _fit_map_dask(X, K, covariance, prior, *, init, n_init, tol, max_iter, sampl
     """:func:`fit_map` for a Dask array (:mod:`bayesgmm.dask_em`): moments in one pass, the
     start searched in memory on a uniform sample of rows, EM over the blocks."""
     from . import dask_em
-    from .priors import prior_from_moments
 
     if X.ndim != 2 or X.shape[1] == 0:
         raise ValueError(f"X must be 2-D with at least one feature, got shape {X.shape}")
@@ -306,10 +305,8 @@ def _fit_map_dask(X, K, covariance, prior, *, init, n_init, tol, max_iter, sampl
         sample_weight.max().compute() if dask_em.is_dask_array(sample_weight)
         else np.max(sample_weight)))
     coords = dask_em.dask_coordinates(center, cov, w_max)
-    if isinstance(prior, str):
-        prior = prior_from_moments(center, cov, rows, K, structure.name, prior)
-    elif prior is not None:
-        resolve_prior(prior, np.zeros((1, d)), K, structure.name)
+    prior = dask_em.resolve_dask_prior(prior, X, K, structure.name,
+                                       moments=(center, cov, rows, total))
     working_prior = None if prior is None else prior.rescaled(coords.center, coords.scale)
     engine = dask_em.DaskEngine(X, sample_weight, structure, K, coords, working_prior)
     if isinstance(init, str):  # the start: the method in memory on a sample, the full prior

@@ -144,7 +144,7 @@ class MixtureFit:
             if method == "predict_proba":
                 return X.map_blocks(self.predict_proba, dtype=float,
                                     chunks=(X.chunks[0], (self.n_components,)))
-            return X.map_blocks(getattr(self, method), drop_axis=1,
+            return X.map_blocks(lambda block: self._per_row(block, method), drop_axis=1,
                                 dtype=int if method == "predict" else float)
         reduce = _ROW_REDUCTIONS[method]
         return np.concatenate([reduce(block) for block in self._log_prob_blocks(X)])
@@ -179,23 +179,26 @@ class MixtureFit:
         return X, labels
 
     # ------------------------------------------------------------------ criteria
+    def _total(self, X, method: str) -> float:
+        """Σ_n of a per-row quantity (one pass; computed for a Dask array)."""
+        if not is_dask_array(X):
+            X = check_data(X, n_features=self.n_features)
+        total = self._per_row(X, method).sum()
+        return float(total.compute() if hasattr(total, "compute") else total)
+
     def bic(self, X) -> float:
         """Bayesian information criterion −2 log L + p log N (lower is better, as scikit-learn;
-        mclust reports the negative)."""
-        X = check_data(X, n_features=self.n_features)
-        return float(-2.0 * self.score_samples(X).sum() + self.n_parameters() * np.log(len(X)))
+        mclust reports the negative).  X may be a Dask array."""
+        return -2.0 * self._total(X, "score_samples") + self.n_parameters() * np.log(len(X))
 
     def aic(self, X) -> float:
         """Akaike information criterion −2 log L + 2p (lower is better)."""
-        return float(-2.0 * self.score_samples(X).sum() + 2.0 * self.n_parameters())
+        return -2.0 * self._total(X, "score_samples") + 2.0 * self.n_parameters()
 
     def icl(self, X) -> float:
         """Integrated completed likelihood (Biernacki et al. 2000) on the BIC scale:
         BIC − 2 Σ_n log r_{n,ẑ_n} with ẑ_n the MAP labels (lower is better)."""
-        log_resp_max = np.concatenate([
-            (lp - logsumexp(lp, axis=1, keepdims=True)).max(axis=1)
-            for lp in self._log_prob_blocks(X)])
-        return self.bic(X) - 2.0 * float(log_resp_max.sum())
+        return self.bic(X) - 2.0 * self._total(X, "max_log_responsibility")
 
     def summary(self, title: str = "") -> str:
         """A readable plain-text summary: the prior, convergence, and per component its weight,
@@ -303,6 +306,7 @@ _ROW_REDUCTIONS = {
     "score_samples": lambda lp: logsumexp(lp, axis=1),
     "predict_proba": lambda lp: np.exp(lp - logsumexp(lp, axis=1, keepdims=True)),
     "predict": lambda lp: np.argmax(lp, axis=1),
+    "max_log_responsibility": lambda lp: (lp - logsumexp(lp, axis=1, keepdims=True)).max(axis=1),
 }
 
 

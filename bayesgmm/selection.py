@@ -12,6 +12,7 @@ reports −BIC).
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -19,6 +20,7 @@ import pandas as pd
 
 from ._validation import check_data, check_n_components, check_positive_int
 from .covariance import get_structure
+from .dask_em import dask_moments, is_dask_array, resolve_dask_prior
 from .em import fit_map
 from .priors import resolve_prior
 from .result import MixtureFit
@@ -135,10 +137,14 @@ def select_model(X, n_components=range(1, 10), covariance=("full", "tied", "diag
                         "(K, covariance) -> GMMPrior: each candidate needs its own prior")
     n_jobs = check_positive_int(n_jobs, "n_jobs")
     names = X.columns if hasattr(X, "columns") else None
-    X = check_data(X)
+    on_dask = is_dask_array(X)
+    if not on_dask:
+        X = check_data(X)
     Ks, structures = _candidates(n_components, covariance, len(X))
     cells = [(K, c) for K in Ks for c in structures]
-    priors = {cell: resolve_prior(prior(*cell) if callable(prior) else prior, X, *cell)
+    moments = dask_moments(X) if on_dask and isinstance(prior, str) else None
+    resolve = (partial(resolve_dask_prior, moments=moments) if on_dask else resolve_prior)
+    priors = {cell: resolve(prior(*cell) if callable(prior) else prior, X, *cell)
               for cell in cells}  # every candidate's prior validated before any fit
     seeds = dict(zip(cells, np.random.SeedSequence(random_state).spawn(len(cells))))
     settings = dict(tol=tol, max_iter=max_iter, acceleration=acceleration,
@@ -158,7 +164,8 @@ def select_model(X, n_components=range(1, 10), covariance=("full", "tied", "diag
 
     with ThreadPoolExecutor(n_jobs) as pool:
         fits = dict(zip(cells, pool.map(searched, cells)))
-        _share_classifications(fits, cells, Ks, structures, fit, pool, X)
+        if not on_dask:  # classifications of a Dask array are not gathered on the client
+            _share_classifications(fits, cells, Ks, structures, fit, pool, X)
     if names is not None:
         fits = {cell: f if f is None else replace(f, feature_names=tuple(map(str, names)))
                 for cell, f in fits.items()}

@@ -27,6 +27,7 @@ from ._validation import check_data, check_n_components, feature_names_of
 from .alignment import component_permutation
 from .comparison import map_check, table_dataset
 from .covariance import get_structure
+from .dask_em import is_dask_array, resolve_dask_prior
 from .em import fit_map
 from .health import convergence_summary
 from .priors import HYPERPARAMETERS, GMMPrior, adjust_prior, resolve_prior
@@ -146,7 +147,7 @@ def prior_sweep(X, n_components: int, covariance: str = "full", base_prior="defa
     (('shrinkage', 'scale', 'component', 'feature'), True)
     """
     names = feature_names_of(X)
-    X = check_data(X)
+    X = X if is_dask_array(X) else check_data(X)
     axes, shape, fits, base_fit, _ = _sweep_fits(
         X, n_components, covariance, base_prior, grid, base_fit=base_fit,
         warm_start=warm_start, n_init=n_init, tol=tol, max_iter=max_iter,
@@ -170,7 +171,13 @@ def _sweep_fits(X, n_components, covariance, base_prior, grid, *, base_fit, warm
     """The fits of :func:`prior_sweep`: (axes, shape, {index: aligned fit}, base fit, priors)."""
     K = check_n_components(n_components, len(X))
     structure = get_structure(covariance)
-    base = resolve_prior(base_prior, X, K, structure.name, allow_none=False)
+    if is_dask_array(X):
+        base = resolve_dask_prior(base_prior, X, K, structure.name)
+        if base is None:
+            raise ValueError("a prior sweep needs a prior: pass a GMMPrior, 'default' or "
+                             "'mclust'")
+    else:
+        base = resolve_prior(base_prior, X, K, structure.name, allow_none=False)
     axes = _check_grid(grid)
     shape = tuple(len(v) for v in axes.values())
     settings = {idx: {name: axes[name][i] for name, i in zip(axes, idx)}
