@@ -528,6 +528,8 @@ def plot_sweep(sweep, variable: str = "weights", summary=None):
         ax.axhline(0, color="0.8", lw=0.8)
         if np.all(x > 0) and x.max() / x.min() > 5:
             ax.set_xscale("log")
+            ax.minorticks_off()
+        ax.set_xticks(x, [f"{v:g}" for v in x])  # the grid's own values, never crowded ticks
         ax.set_xlabel(axis + (" (multiplier on Ψ0)" if axis == "scale" else ""))
         held = ", ".join(f"{d} = {sweep[d].values[i]:.3g}" for d, i in others.items()
                          if np.ndim(sweep[d].values[i]) == 0)
