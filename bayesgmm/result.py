@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import numbers
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -189,11 +190,12 @@ class MixtureFit:
     def bic(self, X) -> float:
         """Bayesian information criterion −2 log L + p log N (lower is better, as scikit-learn;
         mclust reports the negative).  X may be a Dask array."""
-        return -2.0 * self._total(X, "score_samples") + self.n_parameters() * np.log(len(X))
+        return float(-2.0 * self._total(X, "score_samples")
+                     + self.n_parameters() * math.log(len(X)))
 
     def aic(self, X) -> float:
         """Akaike information criterion −2 log L + 2p (lower is better)."""
-        return -2.0 * self._total(X, "score_samples") + 2.0 * self.n_parameters()
+        return float(-2.0 * self._total(X, "score_samples") + 2.0 * self.n_parameters())
 
     def icl(self, X) -> float:
         """Integrated completed likelihood (Biernacki et al. 2000) on the BIC scale:
