@@ -109,3 +109,36 @@ def test_model_selection_and_prior_sweeps_take_dask_arrays(faithful_array):
     sweep = bg.prior_sweep(X, 2, grid=grid, progress=False)
     np.testing.assert_allclose(sweep_dask.log_posterior, sweep.log_posterior, rtol=1e-9)
     np.testing.assert_allclose(sweep_dask.bic, sweep.bic, rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_a_worker_lost_mid_fit_does_not_change_the_answer():
+    """A worker process killed during the EM iterations: Dask recomputes its blocks from their
+    lineage on the restarted worker, and the fit completes with the in-memory answer (same
+    start, a fixed number of iterations). ≈ 15 s."""
+    import os
+    import threading
+    import time
+
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  host="127.0.0.1", dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        rng = da.random.default_rng(3)
+        labels = rng.integers(0, 2, size=400_000, chunks=20_000)
+        X = (rng.normal(size=(400_000, 2), chunks=(20_000, 2)) + 4.0 * labels[:, None]).persist()
+        local = X.compute()
+        start = _start(local[:2000], "full", "default")
+        result = {}
+        fitting = threading.Thread(target=lambda: result.setdefault("fit", bg.fit_map(
+            X, 2, init=start, tol=0, max_iter=60, warn_convergence=False)))
+        fitting.start()
+        time.sleep(1.0)
+        killed_mid_fit = fitting.is_alive()
+        victim = next(iter(client.scheduler_info()["workers"]))
+        with pytest.raises(Exception):  # the worker dies before it can answer
+            client.run(lambda: os._exit(1), workers=[victim])
+        fitting.join(timeout=600)
+        assert killed_mid_fit and "fit" in result
+        expected = bg.fit_map(local, 2, init=start, tol=0, max_iter=60, warn_convergence=False)
+        _assert_same_fit(expected, result["fit"], rtol=1e-9)
