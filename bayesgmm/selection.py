@@ -94,7 +94,7 @@ def select_model(X, n_components=range(1, 10), covariance=("full", "tied", "diag
                  prior="default", *, criterion: str = "bic", init="auto",
                  n_init: int | None = None, tol: float = 1e-8, max_iter: int = 1000,
                  acceleration: str | None = "squarem", random_state=0,
-                 n_jobs: int = 1) -> ModelSelection:
+                 n_jobs: int = 1, executor=None) -> ModelSelection:
     """Fit every (K, covariance) candidate by MAP-EM and choose one by BIC or ICL.
 
     Parameters
@@ -116,6 +116,9 @@ def select_model(X, n_components=range(1, 10), covariance=("full", "tied", "diag
         Each candidate's search gets its own stream spawned from it.
     n_jobs : int
         Candidates fitted concurrently on this many threads (the EM kernels release the GIL).
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Runs the candidates' searches instead (e.g. a ``ProcessPoolExecutor``, or a Dask
+        ``Client`` to spread them over a cluster); the results are those of the serial run.
 
     Returns
     -------
@@ -153,17 +156,11 @@ def select_model(X, n_components=range(1, 10), covariance=("full", "tied", "diag
     def fit(cell, **start):
         return fit_map(X, cell[0], cell[1], priors[cell], **settings, **start)
 
-    def searched(cell):
-        try:
-            return fit(cell, init=init, n_init=n_init,
-                   random_state=np.random.default_rng(seeds[cell]))
-        except ValueError:
-            if priors[cell] is not None:
-                raise
-            return None  # maximum likelihood broke down (a singular covariance): no estimate
-
+    jobs = [(X, cell, priors[cell], dict(settings, init=init, n_init=n_init,
+                                         random_state=np.random.default_rng(seeds[cell])))
+            for cell in cells]
     with ThreadPoolExecutor(n_jobs) as pool:
-        fits = dict(zip(cells, pool.map(searched, cells)))
+        fits = dict(zip(cells, _map(executor or pool, _searched_candidate, jobs)))
         if not on_dask:  # classifications of a Dask array are not gathered on the client
             _share_classifications(fits, cells, Ks, structures, fit, pool, X)
     if names is not None:
@@ -176,6 +173,26 @@ def select_model(X, n_components=range(1, 10), covariance=("full", "tied", "diag
     best = table.loc[table[criterion].idxmin()]
     return ModelSelection(table=table, best=fits[(int(best.n_components), best.covariance)],
                           criterion=criterion, fits=fits)
+
+
+def _searched_candidate(job):
+    """One candidate's default search (a module-level function: process pools and Dask
+    workers receive it by reference); None when maximum likelihood breaks down."""
+    X, (K, covariance), prior, options = job
+    try:
+        return fit_map(X, K, covariance, prior, **options)
+    except ValueError:
+        if prior is not None:
+            raise
+        return None  # a singular covariance under maximum likelihood: no estimate (mclust: NA)
+
+
+def _map(executor, function, items) -> list:
+    """``executor.map`` for a concurrent.futures Executor; submit-and-gather for a Dask
+    ``Client`` (whose ``map`` returns futures)."""
+    if hasattr(executor, "gather"):
+        return executor.gather(executor.map(function, items, pure=False))
+    return list(executor.map(function, items))
 
 
 def _row(K: int, covariance: str, fit: MixtureFit | None, X) -> dict:

@@ -163,3 +163,16 @@ def test_classification_uncertainty_and_density_plots(iris, covariance, d):
     texts = [t.get_text() for t in density.axes[0].get_legend().get_texts()]
     assert "MAP-EM" in " ".join(texts) and "posterior" in " ".join(texts)
     plt.close("all")
+
+
+def test_candidates_run_on_any_executor(faithful):
+    """A process pool gives the serial table exactly (the candidates travel by pickle)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    serial = bg.select_model(faithful, [1, 2, 3], ["full", "diag"], random_state=2)
+    with ProcessPoolExecutor(2) as pool:
+        pooled = bg.select_model(faithful, [1, 2, 3], ["full", "diag"], random_state=2,
+                                 executor=pool)
+    np.testing.assert_array_equal(pooled.table.log_posterior, serial.table.log_posterior)
+    assert (pooled.best.n_components, pooled.best.covariance_type) == (
+        serial.best.n_components, serial.best.covariance_type)
