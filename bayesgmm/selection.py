@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from ._parallel import map_over, searched_fit
 from ._validation import check_data, check_n_components, check_positive_int
 from .covariance import get_structure
 from .dask_em import dask_moments, is_dask_array, resolve_dask_prior
@@ -160,7 +161,7 @@ def select_model(X, n_components=range(1, 10), covariance=("full", "tied", "diag
                                          random_state=np.random.default_rng(seeds[cell])))
             for cell in cells]
     with ThreadPoolExecutor(n_jobs) as pool:
-        fits = dict(zip(cells, _map(executor or pool, _searched_candidate, jobs)))
+        fits = dict(zip(cells, map_over(executor or pool, searched_fit, jobs)))
         if not on_dask:  # classifications of a Dask array are not gathered on the client
             _share_classifications(fits, cells, Ks, structures, fit, pool, X)
     if names is not None:
@@ -173,26 +174,6 @@ def select_model(X, n_components=range(1, 10), covariance=("full", "tied", "diag
     best = table.loc[table[criterion].idxmin()]
     return ModelSelection(table=table, best=fits[(int(best.n_components), best.covariance)],
                           criterion=criterion, fits=fits)
-
-
-def _searched_candidate(job):
-    """One candidate's default search (a module-level function: process pools and Dask
-    workers receive it by reference); None when maximum likelihood breaks down."""
-    X, (K, covariance), prior, options = job
-    try:
-        return fit_map(X, K, covariance, prior, **options)
-    except ValueError:
-        if prior is not None:
-            raise
-        return None  # a singular covariance under maximum likelihood: no estimate (mclust: NA)
-
-
-def _map(executor, function, items) -> list:
-    """``executor.map`` for a concurrent.futures Executor; submit-and-gather for a Dask
-    ``Client`` (whose ``map`` returns futures)."""
-    if hasattr(executor, "gather"):
-        return executor.gather(executor.map(function, items, pure=False))
-    return list(executor.map(function, items))
 
 
 def _row(K: int, covariance: str, fit: MixtureFit | None, X) -> dict:

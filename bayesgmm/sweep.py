@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ._parallel import map_over, searched_fit
 from ._validation import check_data, check_n_components, feature_names_of
 from .alignment import component_permutation
 from .comparison import map_check, table_dataset
@@ -99,7 +100,8 @@ def _progress(iterable, total, description, enabled):
 def prior_sweep(X, n_components: int, covariance: str = "full", base_prior="default",
                 grid: dict | None = None, *, base_fit: MixtureFit | None = None,
                 warm_start: bool = True, n_init: int | None = None, tol: float = 1e-10,
-                max_iter: int = 5000, random_state=0, progress: bool = True) -> xr.Dataset:
+                max_iter: int = 5000, random_state=0, progress: bool = True,
+                executor=None) -> xr.Dataset:
     """Refit MAP-EM over a grid of prior hyperparameters.
 
     Parameters
@@ -128,6 +130,9 @@ def prior_sweep(X, n_components: int, covariance: str = "full", base_prior="defa
         As for :func:`~bayesgmm.fit_map`.
     progress : bool
         Show a progress bar.
+    executor : concurrent.futures.Executor or dask.distributed.Client, optional
+        Runs the independent searches — the lattice anchors, or every setting of a cold
+        sweep — in parallel (a process pool, or a Dask Client for a cluster).
 
     Returns
     -------
@@ -151,7 +156,7 @@ def prior_sweep(X, n_components: int, covariance: str = "full", base_prior="defa
     axes, shape, fits, base_fit, _ = _sweep_fits(
         X, n_components, covariance, base_prior, grid, base_fit=base_fit,
         warm_start=warm_start, n_init=n_init, tol=tol, max_iter=max_iter,
-        random_state=random_state, progress=progress)
+        random_state=random_state, progress=progress, executor=executor)
     ds = _sweep_dataset(axes, shape, fits, X, base_fit, names)
     return ds.assign_attrs(_base_values(base_fit.prior, axes))
 
@@ -167,7 +172,7 @@ def _base_values(prior: GMMPrior, axes) -> dict:
 
 
 def _sweep_fits(X, n_components, covariance, base_prior, grid, *, base_fit, warm_start,
-                n_init, tol, max_iter, random_state, progress):
+                n_init, tol, max_iter, random_state, progress, executor=None):
     """The fits of :func:`prior_sweep`: (axes, shape, {index: aligned fit}, base fit, priors)."""
     K = check_n_components(n_components, len(X))
     structure = get_structure(covariance)
@@ -189,19 +194,24 @@ def _sweep_fits(X, n_components, covariance, base_prior, grid, *, base_fit, warm
     elif base_fit.covariance_type != structure.name or base_fit.n_components != K:
         raise ValueError("base_fit must be a fit of the same K and covariance structure")
     order = list(_snake(shape))
-    rng = np.random.default_rng(random_state)
-    refit = lambda idx, **start: fit_map(  # noqa: E731
-        X, K, structure.name, prior=priors[idx], tol=tol, max_iter=max_iter,
-        warn_convergence=False, **start)
-    fits = {}
-    if warm_start:
-        for idx in _anchors(shape):  # searched anchors, seeds of the exchange
-            fits[idx] = refit(idx, n_init=n_init, random_state=rng)
-    previous = base_fit
-    for idx in _progress(order, len(order), "prior sweep", progress):
-        start = dict(init=previous) if warm_start else dict(n_init=n_init, random_state=rng)
-        fits[idx] = previous = _higher(refit(idx, **start), fits.get(idx))
-    if warm_start:
+    streams = dict(zip(order, np.random.default_rng(random_state).spawn(len(order))))
+    options = dict(tol=tol, max_iter=max_iter, warn_convergence=False)
+
+    def refit(idx, **start):
+        return fit_map(X, K, structure.name, prior=priors[idx], **options, **start)
+
+    def searched(settings) -> dict:  # independent default searches, on the executor
+        jobs = [(X, (K, structure.name), priors[idx],
+                 dict(options, n_init=n_init, random_state=streams[idx])) for idx in settings]
+        return dict(zip(settings, map_over(executor, searched_fit, jobs)))
+
+    if not warm_start:
+        fits = searched(order)
+    else:
+        fits = searched(_anchors(shape))  # searched anchors, seeds of the exchange
+        previous = base_fit
+        for idx in _progress(order, len(order), "prior sweep", progress):
+            fits[idx] = previous = _higher(refit(idx, init=previous), fits.get(idx))
         _exchange_modes(fits, shape, lambda idx, fit: refit(idx, init=fit))
     fits = {idx: aligned(fit, base_fit) for idx, fit in fits.items()}
     return axes, shape, fits, base_fit, priors

@@ -220,3 +220,17 @@ def test_sweep_plots_render(sweeps):
                 plot_sweep(warm, summary=lambda ds: ds.weights.min("component"))):
         assert len(fig.axes) == 2
         plt.close(fig)
+
+
+def test_sweeps_run_their_searches_on_an_executor():
+    """A process pool gives the serial sweep exactly (warm: the anchors; cold: every
+    setting)."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    X = blobs(seed=3, n=300, d=2, K=3)
+    with ProcessPoolExecutor(2) as pool:
+        for warm in (True, False):
+            serial = bg.prior_sweep(X, 3, "full", grid=GRID, warm_start=warm, progress=False)
+            pooled = bg.prior_sweep(X, 3, "full", grid=GRID, warm_start=warm, progress=False,
+                                    executor=pool)
+            np.testing.assert_array_equal(pooled.log_posterior, serial.log_posterior)
