@@ -212,20 +212,10 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
     structure = get_structure(covariance)
     w = check_sample_weight(sample_weight, n)
     n_init = None if n_init is None else check_positive_int(n_init, "n_init")
-    max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
     n_threads = check_positive_int(n_threads, "n_threads")
-    tol = check_tolerance(tol)
-    if acceleration not in RUNS:
-        raise ValueError(f"acceleration must be 'squarem' or None (plain EM), got "
-                         f"{acceleration!r}")
-    rng = np.random.default_rng(check_random_state(random_state))
+    tol, max_iter, rng = _check_run(tol, max_iter, acceleration, random_state)
     coords = working_coordinates(X, w)
-    prior = resolve_prior(prior, X, K, structure.name, sample_weight=w)
-    if prior is not None and np.any(prior.concentration_for(K) < 1):
-        raise ValueError(
-            "MAP-EM needs concentration α_k ≥ 1 (for α_k < 1 the posterior mode of π lies on "
-            "the boundary of the simplex); use α ≥ 1 or the full posterior"
-        )
+    prior = _check_map_prior(resolve_prior(prior, X, K, structure.name, sample_weight=w), K)
     working_prior = None if prior is None else prior.rescaled(coords.center, coords.scale)
     engine = Engine(X, w, structure, K, coords, working_prior, n_threads=n_threads)
 
@@ -256,6 +246,27 @@ def fit_map(X, n_components: int, covariance: str = "full", prior="default", *,
         params = _in_canonical_order(params, structure)
     return _mixture_fit(best, params, coords, prior, structure, total_weight, feature_names,
                         warn_convergence, max_iter, tol)
+
+
+def _check_run(tol, max_iter, acceleration, random_state):
+    """The iteration's settings, validated (in memory and on Dask alike): tol, max_iter and
+    the random generator."""
+    tol = check_tolerance(tol)
+    max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
+    if acceleration not in RUNS:
+        raise ValueError(f"acceleration must be 'squarem' or None (plain EM), got "
+                         f"{acceleration!r}")
+    return tol, max_iter, np.random.default_rng(check_random_state(random_state))
+
+
+def _check_map_prior(prior, K: int):
+    """A prior MAP-EM can maximise under: every α_k ≥ 1."""
+    if prior is not None and np.any(prior.concentration_for(K) < 1):
+        raise ValueError(
+            "MAP-EM needs concentration α_k ≥ 1 (for α_k < 1 the posterior mode of π lies on "
+            "the boundary of the simplex); use α ≥ 1 or the full posterior"
+        )
+    return prior
 
 
 def _mixture_fit(best: Run, params: MixtureParams, coords, prior, structure, total_weight,
@@ -292,21 +303,16 @@ def _fit_map_dask(X, K, covariance, prior, *, init, n_init, tol, max_iter, sampl
     n, d = X.shape
     K = check_n_components(K, n)
     structure = get_structure(covariance)
-    tol = check_tolerance(tol)
-    max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
-    if acceleration not in RUNS:
-        raise ValueError(f"acceleration must be 'squarem' or None (plain EM), got "
-                         f"{acceleration!r}")
+    tol, max_iter, rng = _check_run(tol, max_iter, acceleration, random_state)
     if sample_weight is not None and np.shape(sample_weight) != (n,):
         raise ValueError(f"sample_weight must have shape ({n},), got {np.shape(sample_weight)}")
-    rng = np.random.default_rng(check_random_state(random_state))
     center, cov, rows, total = dask_em.dask_moments(X, sample_weight)
     w_max = None if sample_weight is None else float(np.asarray(
         sample_weight.max().compute() if dask_em.is_dask_array(sample_weight)
         else np.max(sample_weight)))
     coords = dask_em.dask_coordinates(center, cov, w_max)
-    prior = dask_em.resolve_dask_prior(prior, X, K, structure.name,
-                                       moments=(center, cov, rows, total))
+    prior = _check_map_prior(dask_em.resolve_dask_prior(prior, X, K, structure.name,
+                                                        moments=(center, cov, rows, total)), K)
     working_prior = None if prior is None else prior.rescaled(coords.center, coords.scale)
     engine = dask_em.DaskEngine(X, sample_weight, structure, K, coords, working_prior)
     if isinstance(init, str):  # the start: the method in memory on a sample, the full prior

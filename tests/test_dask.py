@@ -69,6 +69,10 @@ def test_bad_input_is_named(faithful_array):
         bg.fit_map(Xd, 2, init=np.ones((272, 2)) / 2)
     with pytest.raises(ValueError, match="sample_weight must have shape"):
         bg.fit_map(Xd, 2, sample_weight=np.ones(5))
+    sparse_weights = bg.adjust_prior(bg.default_prior(faithful_array, 2),
+                                     {"concentration": 0.5})
+    with pytest.raises(ValueError, match="MAP-EM needs concentration"):  # as in memory
+        bg.fit_map(Xd, 2, prior=sparse_weights)
 
 
 @pytest.mark.slow
