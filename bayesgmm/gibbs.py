@@ -111,8 +111,14 @@ class ConjugateStep:
                      axis1=-2, axis2=-1) for u in units], axis=1) / structure.block_size(d)
         self.alpha = prior.concentration_for(K)
 
-    def draw(self, rng: np.random.Generator, X: np.ndarray, z: np.ndarray) -> MixtureParams:
-        """One draw of θ given labels ``z`` (N,) of the rows of ``X`` (N, d)."""
+    def draw(self, rng: np.random.Generator, X: np.ndarray, z: np.ndarray):
+        """One draw of θ given labels ``z`` (N,) of the rows of ``X`` (N, d).
+
+        Returns
+        -------
+        (MixtureParams, ndarray of int (K,))
+            θ, and the label counts n_k it was drawn from.
+        """
         p, s, K, d = self.prior, self.structure, self.K, self.d
         counts, xbar, W = _kernels().label_statistics(X, z, K)
         kappa = p.shrinkage + counts                                              # κ_k
@@ -128,7 +134,7 @@ class ConjugateStep:
         noise = np.einsum("kij,kj->ki", F, rng.standard_normal((K, d)))
         means = centre + noise / np.sqrt(kappa)[:, None]
         weights = rng.dirichlet(self.alpha + counts) if K > 1 else np.ones(1)    # π | z
-        return MixtureParams(weights, means, covs)
+        return MixtureParams(weights, means, covs), counts
 
 
 def draw_parameters(rng: np.random.Generator, X: np.ndarray, z: np.ndarray,
@@ -150,7 +156,7 @@ def draw_parameters(rng: np.random.Generator, X: np.ndarray, z: np.ndarray,
     -------
     MixtureParams
     """
-    return ConjugateStep(prior, structure, K, X.shape[1]).draw(rng, X, z)
+    return ConjugateStep(prior, structure, K, X.shape[1]).draw(rng, X, z)[0]
 
 
 def _log_sum_exp_rows(a: np.ndarray) -> np.ndarray:
@@ -166,7 +172,7 @@ def _draw_labels(rng: np.random.Generator, log_prob: np.ndarray) -> np.ndarray:
 
 def gibbs_sweeps(X: np.ndarray, start: MixtureParams, prior: GMMPrior,
                  structure: CovarianceStructure, rng: np.random.Generator):
-    """An endless Gibbs chain: yields (θ, z, log_prob) after each sweep.
+    """An endless Gibbs chain: yields (θ, n, log_prob) after each sweep.
 
     Parameters
     ----------
@@ -183,8 +189,8 @@ def gibbs_sweeps(X: np.ndarray, start: MixtureParams, prior: GMMPrior,
     ------
     theta : MixtureParams
         The new draw of (π, μ, Σ).
-    z : ndarray of int, shape (N,)
-        The labels it was drawn from.
+    counts : ndarray of int, shape (K,)
+        The label counts n_k it was drawn from.
     log_prob : ndarray, shape (N, K)
         log π_k N(x_n | μ_k, Σ_k) at θ: the next sweep's label probabilities, and the
         pointwise log-likelihood after a log-sum-exp.
@@ -195,10 +201,9 @@ def gibbs_sweeps(X: np.ndarray, start: MixtureParams, prior: GMMPrior,
     step = ConjugateStep(prior, structure, K, d)
     log_prob = engine.log_prob(engine.from_params(start))
     while True:
-        z = _draw_labels(rng, log_prob)
-        theta = step.draw(rng, X, z)
+        theta, counts = step.draw(rng, X, _draw_labels(rng, log_prob))
         log_prob = engine.log_prob(engine.from_params(theta))
-        yield theta, z, log_prob
+        yield theta, counts, log_prob
 
 
 def sample_gibbs(X: np.ndarray, features, K: int, structure: CovarianceStructure,
@@ -256,14 +261,14 @@ def sample_gibbs(X: np.ndarray, features, K: int, structure: CovarianceStructure
             if guard.interrupted:
                 break
             for c, chain in enumerate(sweeps):
-                theta, z, log_prob = next(chain)
+                theta, counts, log_prob = next(chain)
                 if step >= tune:
                     t = step - tune
                     data = coords.to_data(theta)
                     out["weights"][c, t], out["means"][c, t] = data.weights, data.means
                     out["covariances"][c, t] = data.covariances
                     out["log_likelihood"][c, t] = _log_sum_exp_rows(log_prob) + offset
-                    out["component_sizes"][c, t] = np.bincount(z, minlength=K)
+                    out["component_sizes"][c, t] = counts
             done = max(0, step + 1 - tune)
             if progressbar and (step + 1) % max(1, total // 20) == 0:
                 print(f"\rGibbs: {step + 1}/{total} sweeps × {chains} chains "
