@@ -16,7 +16,8 @@ from ._io import netcdf_bytes
 
 __all__ = ["rhat", "ess", "hdi", "loo", "psis_log_weights", "power_scaling_sensitivity",
            "summary", "inference_data", "inference_data_bytes",
-           "pymc_transform_base", "sample_nuts", "add_log_likelihood_and_prior"]
+           "pymc_transform_base", "nuts_step", "sample_nuts", "set_data",
+           "add_log_likelihood_and_prior"]
 
 
 # ----------------------------------------------------------------------------- ArviZ
@@ -102,23 +103,42 @@ def pymc_transform_base():
     return Transform
 
 
-def sample_nuts(model, *, draws: int, tune: int, chains: int, cores: int, random_seed,
-                initvals, target_accept: float, progressbar: bool, compile_mode: str,
-                callback=None, **kwargs):
-    """PyMC's NUTS from given initial values without jitter; returns InferenceData.
+def nuts_step(model, *, target_accept: float, compile_mode: str):
+    """PyMC's NUTS step on every free variable of ``model``, built (and its log density and
+    gradient compiled) once; :func:`sample_nuts` reuses it.
 
-    The NUTS step is built explicitly (its mass matrix adapted from a unit diagonal during
-    tuning), which skips PyMC's step assignment — it compiles gradients only to choose NUTS
-    for every variable (≈ 3 s of start-up on Old Faithful K = 2).
+    Building the step explicitly skips PyMC's step assignment, which compiles gradients only
+    to choose NUTS for every variable (≈ 3 s of start-up on Old Faithful K = 2).
     """
     import pymc as pm
 
     with model:
-        step = pm.NUTS(target_accept=target_accept, compile_kwargs={"mode": compile_mode})
-    return pm.sample(draws=draws, tune=tune, chains=chains, cores=cores,
-                     random_seed=random_seed, initvals=initvals, step=step,
-                     progressbar=progressbar, model=model,
-                     compile_kwargs={"mode": compile_mode}, callback=callback, **kwargs)
+        return pm.NUTS(target_accept=target_accept, compile_kwargs={"mode": compile_mode})
+
+
+def sample_nuts(model, step, *, draws: int, tune: int, chains: int, cores: int, random_seed,
+                initvals, progressbar: bool, compile_mode: str, callback=None):
+    """PyMC's sampler with a NUTS ``step`` from :func:`nuts_step`, from given initial values
+    without jitter; returns InferenceData without the ``constant_data`` group (the prior's
+    values, which the Gibbs sampler's InferenceData does not carry either).  The step's
+    adaptation is reset at the start of every chain, so a step serves any number of runs.
+    """
+    import pymc as pm
+
+    idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=cores,
+                      random_seed=random_seed, initvals=initvals, step=step,
+                      progressbar=progressbar, model=model,
+                      compile_kwargs={"mode": compile_mode}, callback=callback)
+    if "constant_data" in idata.groups():
+        del idata["constant_data"]
+    return idata
+
+
+def set_data(model, values: dict) -> None:
+    """Replace the values of ``pm.Data`` containers (same shapes)."""
+    import pymc as pm
+
+    pm.set_data(values, model=model)
 
 
 def add_log_likelihood_and_prior(idata, model) -> None:

@@ -75,11 +75,15 @@ class LogCholesky(Transform):
         entries = pt.set_subtensor(value[..., self.diag_positions],
                                    pt.exp(value[..., self.diag_positions]))
         L = pt.zeros((*tuple(value.shape)[:-1], self.d, self.d), dtype=value.dtype)
-        return pt.set_subtensor(L[..., self.rows, self.cols], entries)
+        L = pt.set_subtensor(L[..., self.rows, self.cols], entries)
+        # lets PyTensor rewrite cholesky(L Lᵀ) → L, so the density's factorisations of Σ (the
+        # inverse-Wishart's, the means' and the likelihood's) all reuse this factor
+        L.tag.lower_triangular = True
+        return L
 
     def backward(self, value, *inputs):
         L = self._factor(value)
-        return L @ pt.swapaxes(L, -1, -2)
+        return L @ L.mT
 
     def log_jac_det(self, value, *inputs):
         diag = value[..., self.diag_positions]
@@ -118,10 +122,10 @@ def InverseWishart(name: str, nu, scale, **kwargs):
     Parameters
     ----------
     name : str
-    nu : float
+    nu : float or scalar tensor
         Degrees of freedom ν > d − 1.
-    scale : array, shape (d, d)
-        Ψ, symmetric positive definite.
+    scale : array or tensor, shape (d, d)
+        Ψ, symmetric positive definite (a tensor, e.g. ``pm.Data``, needs a static shape).
     **kwargs
         ``dims``, ``shape``, ``initval`` … as for any PyMC variable; leading (batch) dims give
         independent matrices, e.g. ``dims=("component", "feature", "feature_bis")``.
@@ -135,8 +139,8 @@ def InverseWishart(name: str, nu, scale, **kwargs):
     >>> sigma.type.ndim
     2
     """
-    d = int(np.shape(scale)[-1])
-    nu, scale = pt.as_tensor(np.float64(nu)), pt.as_tensor(np.asarray(scale, dtype=np.float64))
+    nu, scale = pt.as_tensor(nu, dtype="float64"), pt.as_tensor(scale, dtype="float64")
+    d = _static_size(scale)
     return pm.CustomDist(name, nu, scale, logp=_logp, random=_random,
                          support_point=_support_point, signature="(),(d,d)->(d,d)",
                          transform=LogCholesky(d), **kwargs)

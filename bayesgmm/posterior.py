@@ -16,7 +16,10 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
 
 import numpy as np
 import pymc as pm
@@ -88,24 +91,39 @@ def _mixture_random(weights, means, chol, rng=None, size=None):
     return means[labels] + (chol[labels] @ noise)[..., 0]
 
 
-def _inverse_wishart(prior, structure, K, d):
-    return InverseWishart("covariances", prior.dof, prior.scale, dims=structure.dims)
+def _inverse_wishart(hyper, structure, K, d):
+    return InverseWishart("covariances", hyper["prior_dof"], hyper["prior_scale"],
+                          dims=structure.dims)
 
 
-def _inverse_gamma(prior, structure, K, d):
+def _inverse_gamma(hyper, structure, K, d):
     """IG(ν0/2, ψ0/2), the 1 × 1 inverse-Wishart (derivation §4), on every variance."""
-    scale = np.broadcast_to(prior.scale, structure.shape(K, d))
-    return pm.InverseGamma("covariances", alpha=prior.dof / 2, beta=scale / 2,
-                           dims=structure.dims)
+    return pm.InverseGamma("covariances", alpha=hyper["prior_dof"] / 2,
+                           beta=hyper["prior_scale"] / 2, dims=structure.dims)
 
 
 #: the PyMC prior of the covariances, by :attr:`CovarianceStructure.pymc_distribution`
 _COVARIANCE_PRIORS = {"InverseWishart": _inverse_wishart, "InverseGamma": _inverse_gamma}
 
 
+def _hyperparameters(prior, structure, K: int, d: int) -> dict:
+    """The prior's values as the model's data (``pm.Data``), by name: their shapes depend on
+    (K, d, structure) only, so a compiled model serves every prior of that shape."""
+    scale = (np.asarray(prior.scale, dtype=float) if structure.matrix_valued
+             else np.broadcast_to(prior.scale, structure.shape(K, d)))
+    return {"prior_concentration": prior.concentration_for(K),
+            "prior_dof": np.float64(prior.dof), "prior_scale": np.array(scale, dtype=float),
+            "prior_mean": np.asarray(prior.mean, dtype=float),
+            "prior_shrinkage": np.float64(prior.shrinkage)}
+
+
 def build_model(X, n_components: int, covariance: str = "full", prior="default", *,
                 likelihood: bool = True, noncentred_means: bool = False) -> pm.Model:
     """The PyMC model of the Gaussian mixture under the conjugate prior.
+
+    The data (``x_data``) and the prior's values (``prior_concentration``, ``prior_dof``,
+    ``prior_scale``, ``prior_mean``, ``prior_shrinkage``) are ``pm.Data``: ``pm.set_data``
+    replaces them without rebuilding or recompiling the model (shapes must stay the same).
 
     Parameters
     ----------
@@ -137,25 +155,40 @@ def build_model(X, n_components: int, covariance: str = "full", prior="default",
     ['covariances', 'means', 'weights']
     """
     X, features, K, structure, prior = posterior_model_inputs(X, n_components, covariance, prior)
+    return _model(X, features, K, structure, prior, likelihood=likelihood,
+                  noncentred_means=noncentred_means)
+
+
+def _model(X, features, K: int, structure, prior, *, likelihood: bool = True,
+           noncentred_means: bool = False) -> pm.Model:
+    """:func:`build_model` on validated inputs (:func:`~bayesgmm.priors.posterior_model_inputs`)."""
     n, d = X.shape
     coords = {"component": np.arange(K), "feature": list(features),
               "feature_bis": list(features), "obs": np.arange(n)}
     with pm.Model(coords=coords) as model:
+        hyper = {name: pm.Data(name, value, shape=np.shape(value))
+                 for name, value in _hyperparameters(prior, structure, K, d).items()}
         if K > 1:
-            weights = pm.Dirichlet("weights", a=prior.concentration_for(K), dims="component")
+            weights = pm.Dirichlet("weights", a=hyper["prior_concentration"], dims="component")
         else:
             weights = pm.Deterministic("weights", pt.ones(1), dims="component")
-        covariances = _COVARIANCE_PRIORS[structure.pymc_distribution](prior, structure, K, d)
-        chol = cholesky(structure.expand(covariances, K, d), lower=True, on_error="nan")
+        covariances = _COVARIANCE_PRIORS[structure.pymc_distribution](hyper, structure, K, d)
+        # factor first, then expand: one factorisation per distinct Σ (a tied Σ once), which
+        # PyTensor rewrites to the sampler's own factor (LogCholesky tags it)
+        factor = (cholesky(covariances, lower=True, on_error="nan") if structure.matrix_valued
+                  else pt.sqrt(covariances))
+        chol = structure.expand(factor, K, d)
         if prior.shrinkage > 0:
             transform = dict(transform=NonCentred()) if noncentred_means else {}
-            means = pm.MvNormal("means", mu=prior.mean, chol=chol / np.sqrt(prior.shrinkage),
+            means = pm.MvNormal("means", mu=hyper["prior_mean"],
+                                chol=chol / pt.sqrt(hyper["prior_shrinkage"]),
                                 dims=("component", "feature"), **transform)
         else:
             means = pm.Flat("means", dims=("component", "feature"))
         if likelihood:
+            data = pm.Data("x_data", X, shape=(n, d), dims=("obs", "feature"))
             pm.CustomDist("x", weights, means, chol, logp=_mixture_logp,
-                          random=_mixture_random, observed=X,
+                          random=_mixture_random, observed=data,
                           signature="(k),(k,d),(k,d,d)->(d)", dims=("obs", "feature"))
     return model
 
@@ -174,41 +207,95 @@ def _completed_draws(idata) -> int:
     return 0 if post is None or "draw" not in post.sizes else int(post.sizes["draw"])
 
 
-def run_nuts(data, K: int, structure, prior, init: MixtureFit, *, draws: int, tune: int,
-             chains: int, cores: int | None, random_seed, progressbar: bool,
+@dataclass
+class _CompiledNuts:
+    """A model and its NUTS step (the compiled log density and gradient), for one shape."""
+
+    model: pm.Model
+    step: object
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+#: compiled models by shape, most recently used last (:func:`_compiled_nuts`)
+_COMPILED: OrderedDict = OrderedDict()
+_COMPILED_KEEP = 8
+_COMPILED_LOCK = threading.Lock()
+
+
+def _compiled_nuts(X, features, K: int, structure, prior, *, noncentred_means: bool,
+                   target_accept: float, backend: str) -> tuple[_CompiledNuts, bool]:
+    """The compiled model for this shape with this data and prior set, and whether it was
+    compiled now.
+
+    Everything that changes the graph is the key: the data's shape and feature names, K, the
+    structure, whether κ0 > 0, the means' parametrisation, the step's target and the backend.
+    Everything else — the data's values and every value of the prior — is ``pm.Data`` set
+    here, so a sweep that re-samples many priors, or bootstrap data of one size, compiles once
+    per process.  The last :data:`_COMPILED_KEEP` shapes are kept.
+    """
+    key = (X.shape, tuple(features), K, structure.name, prior.shrinkage > 0, noncentred_means,
+           target_accept, backend)
+    with _COMPILED_LOCK:
+        entry = _COMPILED.pop(key, None)
+        compiled = entry is None
+        if compiled:
+            model = _model(X, features, K, structure, prior, noncentred_means=noncentred_means)
+            entry = _CompiledNuts(model, _compat.nuts_step(model, target_accept=target_accept,
+                                                           compile_mode=backend))
+        _COMPILED[key] = entry
+        while len(_COMPILED) > _COMPILED_KEEP:
+            _COMPILED.popitem(last=False)
+    if not compiled:
+        d = X.shape[1]
+        _compat.set_data(entry.model, {"x_data": X, **_hyperparameters(prior, structure, K, d)})
+    return entry, compiled
+
+
+def run_nuts(X, features, K: int, structure, prior, init: MixtureFit, *, draws: int,
+             tune: int, chains: int, cores: int | None, random_seed, progressbar: bool,
              target_accept: float, backend: str, noncentred_means: bool,
              allow_partial: bool):
     """PyMC's NUTS on :func:`build_model`, every chain started at ``init``, Ctrl-C handled.
 
-    Arguments are validated by :func:`bayesgmm.sample_posterior`, which documents them.
+    Arguments are validated by :func:`bayesgmm.sample_posterior`, which documents them; the
+    model is compiled once per shape and process (:func:`_compiled_nuts`).
 
     Returns
     -------
     arviz.InferenceData
-        With ``log_likelihood`` and ``log_prior`` groups; ``posterior.attrs["partial"]`` on
-        an interrupted run kept with ``allow_partial``.
+        With ``log_likelihood`` and ``log_prior`` groups; ``sample_stats.attrs``
+        ``startup_time`` (seconds from the call to the first draw: building and compiling the
+        model when ``compiled`` is 1 — including Numba's compilation, which PyMC's own
+        ``sampling_time`` counts as sampling — and initialising), ``draw_time`` (first draw
+        to the pointwise log-likelihoods) and ``compiled``;
+        ``posterior.attrs["partial"]`` on an interrupted run kept with ``allow_partial``.
     """
-    model = build_model(data, K, structure.name, prior, noncentred_means=noncentred_means)
     if cores is None:
         cores = 1 if backend == "NUMBA" else min(chains, os.cpu_count() or 1)
     with _NutsInterruptGuard() as guard:
-        try:
-            idata = _compat.sample_nuts(
-                model, draws=draws, tune=tune, chains=chains, cores=cores,
-                random_seed=random_seed, initvals=_initial_values(init),
-                target_accept=target_accept, progressbar=progressbar,
-                compile_mode=backend, callback=guard.callback)
-        except KeyboardInterrupt:
-            raise SamplingInterrupted("sampling was interrupted before it began drawing; "
-                                      "nothing is returned") from None
-        completed = _completed_draws(idata)
-        if guard.interrupted or completed < draws:
-            if not allow_partial or completed == 0:
-                raise SamplingInterrupted(
-                    f"sampling was interrupted after {completed} of {draws} draws per "
-                    "chain; nothing is returned (allow_partial=True keeps partial draws, "
-                    "marked as such)")
-            idata.posterior.attrs.update(partial=1, draws_requested=draws)
-    _compat.add_log_likelihood_and_prior(idata, model)
+        entry, compiled = _compiled_nuts(X, features, K, structure, prior,
+                                         noncentred_means=noncentred_means,
+                                         target_accept=target_accept, backend=backend)
+        with entry.lock:
+            try:
+                idata = _compat.sample_nuts(
+                    entry.model, entry.step, draws=draws, tune=tune, chains=chains,
+                    cores=cores, random_seed=random_seed, initvals=_initial_values(init),
+                    progressbar=progressbar, compile_mode=backend, callback=guard.callback)
+            except KeyboardInterrupt:
+                raise SamplingInterrupted("sampling was interrupted before it began drawing; "
+                                          "nothing is returned") from None
+            completed = _completed_draws(idata)
+            if guard.interrupted or completed < draws:
+                if not allow_partial or completed == 0:
+                    raise SamplingInterrupted(
+                        f"sampling was interrupted after {completed} of {draws} draws per "
+                        "chain; nothing is returned (allow_partial=True keeps partial draws, "
+                        "marked as such)")
+                idata.posterior.attrs.update(partial=1, draws_requested=draws)
+            _compat.add_log_likelihood_and_prior(idata, entry.model)
     idata.posterior.attrs["sampler"] = "nuts"
+    idata.sample_stats.attrs.update(startup_time=guard.first_draw - guard.started,
+                                    draw_time=time.perf_counter() - guard.first_draw,
+                                    compiled=int(compiled))
     return idata

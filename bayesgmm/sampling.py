@@ -154,7 +154,6 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
     >>> idata.posterior["means"].dims
     ('chain', 'draw', 'component', 'feature')
     """
-    data = X  # keeps a DataFrame's column names
     X, features, K, structure, prior = posterior_model_inputs(X, n_components, covariance,
                                                               prior)
     if sampler not in SAMPLERS:
@@ -187,7 +186,7 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
         else:
             from .posterior import run_nuts
 
-            idata = run_nuts(data, K, structure, prior, init, **run, **nuts)
+            idata = run_nuts(X, features, K, structure, prior, init, **run, **nuts)
     health = sampler_health(idata, init)
     idata.posterior.attrs["sampler_health"] = health.to_json()
     for problem in health.problems():

@@ -184,6 +184,47 @@ def test_faithful_four_chains_are_healthy(faithful_nuts):
     assert az.loo(idata).elpd_loo < 0  # the pointwise log-likelihood group works for LOO
 
 
+def test_a_new_prior_reuses_the_compiled_model_and_samples_as_a_fresh_one(faithful,
+                                                                         monkeypatch):
+    """The data and the prior are pm.Data: a second prior of the same shape samples with the
+    compiled step (``compiled`` 0), and its draws equal those of a freshly compiled model."""
+    from collections import OrderedDict
+    from dataclasses import replace
+
+    from bayesgmm import posterior
+
+    fit = bg.fit_map(faithful, 2, "full", random_state=0)
+    first = replace(fit.prior, shrinkage=0.5)
+    second = replace(fit.prior, dof=fit.prior.dof + 6, mean=fit.prior.mean + 1.0)
+    run = dict(init=fit, draws=30, tune=30, chains=1, random_seed=3, progressbar=False)
+    bg.sample_posterior(faithful, 2, "full", first, **run)
+    cached = bg.sample_posterior(faithful, 2, "full", second, **run)
+    assert cached.sample_stats.attrs["compiled"] == 0
+    assert cached.sample_stats.attrs["startup_time"] > 0
+    monkeypatch.setattr(posterior, "_COMPILED", OrderedDict())
+    fresh = bg.sample_posterior(faithful, 2, "full", second, **run)
+    assert fresh.sample_stats.attrs["compiled"] == 1
+    for name in ("weights", "means", "covariances"):
+        np.testing.assert_array_equal(cached.posterior[name].values, fresh.posterior[name].values)
+    np.testing.assert_array_equal(cached.log_prior["means"].values, fresh.log_prior["means"].values)
+    assert "constant_data" not in cached.groups()
+
+
+def test_the_density_factorises_each_covariance_once(faithful):
+    """LogCholesky's factor is reused by the inverse-Wishart, the means' prior and the
+    likelihood: the compiled log density and gradient hold one Cholesky of Σ (and one of the
+    prior scale Ψ0, a pm.Data input)."""
+    from pytensor.graph.basic import ancestors
+    from pytensor.tensor.slinalg import Cholesky
+
+    fn = bg.build_model(faithful, 2, "full").logp_dlogp_function(mode="FAST_RUN")
+    factorised = [node.inputs[0] for node in fn._pytensor_function.maker.fgraph.toposort()
+                  if isinstance(getattr(node.op, "core_op", node.op), Cholesky)]
+    assert len(factorised) == 1
+    named = {v.name for v in ancestors(factorised) if v.owner is None and v.name}
+    assert named == {"prior_scale"}
+
+
 # ------------------------------------------------------------------ bad input
 @pytest.mark.parametrize(
     "kwargs, error, message",
