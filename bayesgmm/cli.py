@@ -203,8 +203,10 @@ def _cmd_sample(args, out: _Output) -> int:
 
         atomic_write(target, inference_data_bytes(result.idata))
     from ._compat import summary as posterior_summary
+    from .scales import SUMMARY_VARIABLES
 
-    summary = posterior_summary(result.idata, ["weights", "means", "covariances"])
+    summary = posterior_summary(result.idata, [v for v in SUMMARY_VARIABLES
+                                               if v in result.idata.posterior])
     health = json.loads(result.idata.posterior.attrs["sampler_health"])
     text = summary.to_string() + (f"\nwrote {target}" if target else
                                   "\n(no file written; pass --out posterior.nc to keep the draws)")
@@ -282,9 +284,10 @@ def _source(parser) -> None:
 
 def _sampler(parser) -> None:
     group = parser.add_argument_group("sampler (override the spec's)")
-    group.add_argument("--sampler", choices=("nuts", "gibbs"),
-                       help="NUTS in PyMC (default) or the conjugate Gibbs sampler (no "
-                            "compilation; needs prior shrinkage > 0)")
+    group.add_argument("--sampler", choices=("auto", "gibbs", "nuts"),
+                       help="the conjugate Gibbs sampler (no compilation; needs prior "
+                            "shrinkage > 0), NUTS in PyMC, or auto (default: Gibbs when the "
+                            "shrinkage is > 0, else NUTS)")
     group.add_argument("--draws", type=int, help="kept draws per chain")
     group.add_argument("--tune", type=int, help="tuning steps per chain")
     group.add_argument("--chains", type=int, help="number of chains")

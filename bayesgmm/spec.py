@@ -18,7 +18,7 @@ Schema (every table but ``[data]`` and ``[model]`` is optional)::
     [prior]      style = "default" | "mclust" | "none", and overrides of shrinkage, dof,
                  scale (a multiplier on Ψ0), mean, concentration
     [em]         init, n_init, tol, max_iter, acceleration
-    [sampler]    method = "nuts" | "gibbs", draws, tune, chains, target_accept and
+    [sampler]    method = "auto" | "gibbs" | "nuts", draws, tune, chains, target_accept and
                  noncentred_means (NUTS only), relabel, hdi_prob
     [sensitivity] grid = {axis = [values], ...}, power_scaling = true
 """
@@ -251,7 +251,7 @@ class SamplerSpec:
     """Settings of :func:`bayesgmm.sample_posterior` and :func:`bayesgmm.compare`
     (``method`` is its ``sampler``; ``target_accept`` and ``noncentred_means`` apply to NUTS)."""
 
-    method: str = _check(_choice("nuts", "gibbs"), "nuts")
+    method: str = _check(_choice("auto", "gibbs", "nuts"), "auto")
     draws: int = _check(_integer(1), 1000)
     tune: int = _check(_integer(0), 1000)
     chains: int = _check(_integer(1), 4)

@@ -177,17 +177,18 @@ def run_study(spec: StudySpec, stages=None, *, progress: bool = True, log=None) 
     K, prior = fit.n_components, fit.prior
     sampler = spec.sampler or SamplerSpec()  # the defaults, for `bayesgmm sample` on data
     if "sample" in stages:
-        from .sampling import sample_posterior
+        from .sampling import resolve_sampler, sample_posterior
 
+        method = resolve_sampler(sampler.method, prior)
         nuts = ({"target_accept": sampler.target_accept,
                  "noncentred_means": sampler.noncentred_means}
-                if sampler.method == "nuts" else {})
-        result.idata = timed("sample", f"{sampler.method.upper()}: {sampler.chains} chains × "
+                if method == "nuts" else {})
+        result.idata = timed("sample", f"{method.upper()}: {sampler.chains} chains × "
                              f"({sampler.tune} {'tune' if nuts else 'burn-in'} + "
                              f"{sampler.draws} draws), starting at the MAP-EM estimate",
                              lambda: sample_posterior(
                                  X, K, fit.covariance_type, prior, init=fit,
-                                 sampler=sampler.method, draws=sampler.draws,
+                                 sampler=method, draws=sampler.draws,
                                  tune=sampler.tune, chains=sampler.chains,
                                  random_seed=spec.seed, progressbar=progress, **nuts))
     if "compare" in stages:

@@ -86,8 +86,8 @@ def run(X, K, draws, tune, seed, ours_only=False):
     fit = bg.fit_map(X, K, "full", n_init=4, tol=1e-10, max_iter=5000, random_state=seed)
     rows = {}
     t = time.perf_counter()
-    idata = bg.sample_posterior(X, K, "full", fit.prior, init=fit, draws=draws, tune=tune,
-                                chains=4, random_seed=seed, progressbar=False)
+    idata = bg.sample_posterior(X, K, "full", fit.prior, sampler="nuts", init=fit, draws=draws,
+                                tune=tune, chains=4, random_seed=seed, progressbar=False)
     rows[OURS] = summarise(idata, time.perf_counter() - t, ["weights", "means"])
     rows[OURS]["chains_disagree_on_labels"] = json.loads(
         idata.posterior.attrs["sampler_health"])["chains_disagree"]

@@ -26,8 +26,8 @@ def faithful_nuts(faithful):
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SamplerWarning)
-        idata = bg.sample_posterior(faithful, 2, "full", draws=1000, tune=1000, chains=4,
-                                    random_seed=11, progressbar=False)
+        idata = bg.sample_posterior(faithful, 2, "full", sampler="nuts", draws=1000, tune=1000,
+                                    chains=4, random_seed=11, progressbar=False)
     return idata, [str(w.message) for w in caught if issubclass(w.category, SamplerWarning)]
 
 

@@ -128,6 +128,22 @@ def test_the_inference_data_is_the_nuts_paths(gibbs_run, faithful):
         np.testing.assert_allclose(ours.values, few.log_prior[name].values, rtol=1e-10)
 
 
+def test_standard_deviations_and_correlations_list_each_entry_once(faithful):
+    """sd and correlations are √Σ_jj and Σ_ij/(σ_i σ_j) of the same draw, stay so after
+    relabelling, and a summary of them has one row per distinct covariance entry."""
+    fit = bg.fit_map(faithful, 2, "full", random_state=0)
+    idata = bg.sample_posterior(faithful, 2, "full", fit.prior, sampler="gibbs", init=fit,
+                                draws=200, tune=50, chains=2, random_seed=4, progressbar=False)
+    post = bg.relabel(idata, fit).posterior
+    cov, sd = post["covariances"].values, post["sd"].values
+    np.testing.assert_allclose(sd, np.sqrt(np.diagonal(cov, axis1=-2, axis2=-1)), rtol=1e-15)
+    np.testing.assert_allclose(post["correlations"].values[..., 0],
+                               cov[..., 0, 1] / (sd[..., 0] * sd[..., 1]), rtol=1e-14)
+    assert list(post["correlations"]["feature_pair"].values) == ["eruptions:waiting"]
+    rows = az.summary(post, var_names=["sd", "correlations"], kind="stats")
+    assert len(rows) == get_structure("full").n_parameters(2, 2)
+
+
 def test_pointwise_log_likelihood_is_the_draws_score(gibbs_run, faithful):
     fit, idata = gibbs_run
     post = idata.posterior.isel(chain=1, draw=17)
@@ -149,6 +165,21 @@ def _score(params, covariance, X):
     X = np.asarray(X)
     return np.logaddexp.reduce([np.log(params.weights[k]) + stats.multivariate_normal(
         params.means[k], dense[k]).logpdf(X) for k in range(K)], axis=0)
+
+
+def test_the_default_sampler_is_gibbs_when_the_mean_prior_is_proper(faithful):
+    from bayesgmm.sampling import resolve_sampler
+
+    prior = bg.default_prior(faithful, 2)
+    flat = bg.adjust_prior(prior, {"shrinkage": 0.0})
+    assert resolve_sampler("auto", prior) == "gibbs"
+    assert resolve_sampler("auto", flat) == "nuts"  # Gibbs needs κ0 > 0
+    assert resolve_sampler("nuts", prior) == "nuts"
+    idata = bg.sample_posterior(faithful, 2, draws=20, tune=5, chains=1, random_seed=0,
+                                progressbar=False)
+    assert idata.posterior.attrs["sampler"] == "gibbs"
+    with pytest.raises(ValueError, match="sampler='gibbs' has no such option.*sampler='nuts'"):
+        bg.sample_posterior(faithful, 2, target_accept=0.95)
 
 
 def test_wrong_options_are_named(faithful):

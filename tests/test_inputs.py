@@ -93,7 +93,7 @@ def test_predictions_for_unrepresentable_rows_are_refused(fit):
 def test_target_accept_outside_0_1_is_refused_by_the_api():
     with pytest.raises(ValueError, match=r"target_accept must lie in the open interval \(0, 1\), "
                                          "got 2"):
-        bg.sample_posterior(X, 2, target_accept=2)
+        bg.sample_posterior(X, 2, sampler="nuts", target_accept=2)
 
 
 # ----------------------------------------------------------------------------- unhelpful errors

@@ -141,8 +141,8 @@ def test_k1_posterior_is_the_analytic_normal_inverse_wishart():
     m_n = (prior.shrinkage * prior.mean + n * xbar) / kappa_n
     psi_n = prior.scale + S + prior.shrinkage * n / kappa_n * np.outer(xbar - prior.mean,
                                                                         xbar - prior.mean)
-    idata = bg.sample_posterior(X, 1, "full", prior, draws=1000, tune=500, chains=2,
-                                random_seed=3, progressbar=False)
+    idata = bg.sample_posterior(X, 1, "full", prior, sampler="nuts", draws=1000, tune=500,
+                                chains=2, random_seed=3, progressbar=False)
     post = idata.posterior
     _within_mcse(post["means"].mean(("chain", "draw")).values[0], m_n,
                  az.mcse(post)["means"].values[0])
@@ -196,7 +196,8 @@ def test_a_new_prior_reuses_the_compiled_model_and_samples_as_a_fresh_one(faithf
     fit = bg.fit_map(faithful, 2, "full", random_state=0)
     first = replace(fit.prior, shrinkage=0.5)
     second = replace(fit.prior, dof=fit.prior.dof + 6, mean=fit.prior.mean + 1.0)
-    run = dict(init=fit, draws=30, tune=30, chains=1, random_seed=3, progressbar=False)
+    run = dict(sampler="nuts", init=fit, draws=30, tune=30, chains=1, random_seed=3,
+               progressbar=False)
     bg.sample_posterior(faithful, 2, "full", first, **run)
     cached = bg.sample_posterior(faithful, 2, "full", second, **run)
     assert cached.sample_stats.attrs["compiled"] == 0

@@ -165,8 +165,8 @@ def conflict():
     X = np.random.default_rng(2).normal(size=(20, 2))
     prior = bg.GMMPrior(mean=[2.5, 2.5], shrinkage=10.0, dof=6.0, scale=np.eye(2) * 3)
     fit = bg.fit_map(X, 1, "full", prior=prior, tol=1e-12)
-    idata = bg.sample_posterior(X, 1, "full", prior, init=fit, draws=2000, tune=1000,
-                                chains=2, random_seed=4, progressbar=False)
+    idata = bg.sample_posterior(X, 1, "full", prior, sampler="nuts", init=fit, draws=2000,
+                                tune=1000, chains=2, random_seed=4, progressbar=False)
     return X, prior, fit, idata
 
 
@@ -200,8 +200,9 @@ def test_conflict_is_flagged_and_a_weak_prior_is_not(conflict):
 
     weak = bg.default_prior(X, 1, "full")
     weak_fit = bg.fit_map(X, 1, "full", prior=weak, tol=1e-12)
-    weak_idata = bg.sample_posterior(X, 1, "full", weak, init=weak_fit, draws=1000, tune=1000,
-                                     chains=2, random_seed=5, progressbar=False)
+    weak_idata = bg.sample_posterior(X, 1, "full", weak, sampler="nuts", init=weak_fit,
+                                     draws=1000, tune=1000, chains=2, random_seed=5,
+                                     progressbar=False)
     weak_table = bg.mcmc_sensitivity(weak_idata, weak_fit)
     assert (weak_table.loc[["means[0, x0]", "means[0, x1]"], "prior"]
             < power_scaling.SENSITIVITY_THRESHOLD).all()
