@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from ._io import atomic_write, check_output_folder
-from .covariance import STRUCTURES
+from .covariance import STRUCTURE_NAMES, STRUCTURES
 from .datasets import DATASETS
 from .result import FIT_SUFFIXES
 from .spec import load_spec, spec_from_dict
@@ -272,7 +272,7 @@ def _source(parser) -> None:
     group.add_argument("-k", "--n-components", type=_components, nargs="+", metavar="K",
                        help="number of components, or a range such as 1-9; several values "
                             "choose one by BIC (bg.select_model)")
-    group.add_argument("--covariance", choices=sorted(STRUCTURES), nargs="+",
+    group.add_argument("--covariance", choices=STRUCTURE_NAMES, nargs="+",
                        help="covariance structure(s); several are compared by BIC")
     group.add_argument("--prior", choices=["default", "mclust", "none"],
                        help="style of the data-scaled prior; 'none' = maximum likelihood")

@@ -36,8 +36,8 @@ import numpy as np
 
 from ._validation import check_symmetric
 
-__all__ = ["CovarianceStructure", "STRUCTURES", "SingularCovarianceError", "get_structure",
-           "check_covariances"]
+__all__ = ["CovarianceStructure", "STRUCTURES", "STRUCTURE_NAMES", "MCLUST_NAMES",
+           "SingularCovarianceError", "get_structure", "check_covariances"]
 
 
 class SingularCovarianceError(ValueError):
@@ -171,6 +171,15 @@ def _is_spd(cov: np.ndarray) -> bool:
 def _singular_message(component: int | None) -> str:
     which = "the tied covariance" if component is None else f"the covariance of component {component}"
     return f"{which} is singular or not positive definite"
+
+
+def _shared_sd(variances: np.ndarray) -> np.ndarray:
+    """Standard deviations of variances all components share (EEI, EII)."""
+    variances = np.asarray(variances, dtype=float)
+    if not np.all((variances > 0) & np.isfinite(variances)):
+        raise SingularCovarianceError(None, "the shared covariance is singular (a variance is "
+                                            "not positive)")
+    return np.sqrt(variances)
 
 
 def _sd(variances: np.ndarray) -> np.ndarray:
@@ -311,16 +320,76 @@ STRUCTURES: dict[str, CovarianceStructure] = {
         to_unconstrained=lambda c: np.log(c).reshape(-1),
         from_unconstrained=lambda z, K, d: np.exp(np.asarray(z, dtype=float)).reshape(K),
     ),
+    "EEI": CovarianceStructure(
+        name="EEI",
+        dims=("feature",),
+        per_component=False,
+        shape=lambda K, d: (d,),
+        n_parameters=lambda K, d: d,
+        identity=lambda K, d: np.ones(d),
+        expand=lambda c, K, d: c[..., :, None] * np.eye(d) * np.ones((K, 1, 1)),
+        factor=_shared_sd,
+        kernel="diagonal",
+        isotropic=False,
+        to_kernel=lambda c, K, d: np.repeat(np.asarray(c)[None], K, axis=0),
+        from_kernel=lambda kc, K, d: kc[0].copy(),
+        blocks=lambda c: c.reshape(-1, 1, 1),
+        from_blocks=lambda b, K, d: b.reshape(d),
+        block_size=lambda d: 1,
+        mean_multiplicity=lambda K, d: K,
+        pool=lambda B: np.diagonal(B, axis1=-2, axis2=-1).sum(0),
+        scale_shapes=lambda d: ((d,), ()),
+        default_scale=_diag_scale,
+        pymc_distribution="InverseGamma",
+        to_unconstrained=lambda c: np.log(c).reshape(-1),
+        from_unconstrained=lambda z, K, d: np.exp(np.asarray(z, dtype=float)).reshape(d),
+    ),
+    "EII": CovarianceStructure(
+        name="EII",
+        dims=(),
+        per_component=False,
+        shape=lambda K, d: (),
+        n_parameters=lambda K, d: 1,
+        identity=lambda K, d: np.ones(()),
+        expand=lambda c, K, d: c * np.eye(d) * np.ones((K, 1, 1)),
+        factor=_shared_sd,
+        kernel="diagonal",
+        isotropic=True,
+        to_kernel=lambda c, K, d: np.full((K, d), float(c)),
+        from_kernel=lambda kc, K, d: np.asarray(kc[0, 0]),
+        blocks=lambda c: c.reshape(-1, 1, 1),
+        from_blocks=lambda b, K, d: b.reshape(()),
+        block_size=lambda d: 1,
+        mean_multiplicity=lambda K, d: K * d,
+        pool=lambda B: np.trace(B, axis1=-2, axis2=-1).sum(0),
+        scale_shapes=lambda d: ((),),
+        default_scale=_mean_variance,
+        pymc_distribution="InverseGamma",
+        to_unconstrained=lambda c: np.log(c).reshape(-1),
+        from_unconstrained=lambda z, K, d: np.exp(np.asarray(z, dtype=float)).reshape(()),
+    ),
 }
 
 
+#: mclust's three-letter name of every structure (volume, shape, orientation: Equal, Variable or
+#: Identity), accepted wherever a structure is named
+MCLUST_NAMES = {"full": "VVV", "tied": "EEE", "diag": "VVI", "spherical": "VII",
+                "EEI": "EEI", "EII": "EII"}
+_ALIASES = {mclust: name for name, mclust in MCLUST_NAMES.items() if mclust != name}
+
+#: every accepted name: the table's names and their mclust aliases
+STRUCTURE_NAMES = tuple(STRUCTURES) + tuple(_ALIASES)
+
+
 def get_structure(name: str) -> CovarianceStructure:
-    """Look up a structure by name, with a clear error for unknown names."""
+    """Look up a structure by name or mclust alias (``"VVV"`` is ``"full"``), with a clear error
+    for unknown names."""
     try:
-        return STRUCTURES[name]
+        return STRUCTURES[_ALIASES.get(name, name)]
     except (KeyError, TypeError):
         raise ValueError(
-            f"covariance={name!r} is not a covariance structure; use one of {sorted(STRUCTURES)}"
+            f"covariance={name!r} is not a covariance structure; use one of "
+            f"{list(STRUCTURES)} or mclust's names {sorted(_ALIASES)}"
         ) from None
 
 

@@ -464,7 +464,7 @@ def parameter_entries(name: str, da):
         if "feature_bis" in coords and coords["feature_bis"] < coords["feature"]:
             continue
         parts = ", ".join(str(da[d].values[i]) for d, i in coords.items())
-        yield f"{name}[{parts}]", coords
+        yield (f"{name}[{parts}]" if dims else name), coords  # a scalar (EII) as ArviZ names it
 
 
 def load(path) -> MixtureFit:

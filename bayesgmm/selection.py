@@ -20,7 +20,7 @@ import pandas as pd
 
 from ._parallel import map_over, searched_fit
 from ._validation import check_data, check_n_components, check_positive_int
-from .covariance import get_structure
+from .covariance import STRUCTURES, get_structure
 from .dask_em import dask_moments, is_dask_array, resolve_dask_prior
 from .em import fit_map
 from .priors import resolve_prior
@@ -82,7 +82,8 @@ class ModelSelection:
 
 def _candidates(n_components, covariance, n: int):
     Ks = [n_components] if np.ndim(n_components) == 0 else list(n_components)
-    structures = [covariance] if isinstance(covariance, str) else list(covariance)
+    structures = (list(STRUCTURES) if covariance is None else
+                  [covariance] if isinstance(covariance, str) else list(covariance))
     if not Ks or not structures:
         raise ValueError("n_components and covariance must each name at least one candidate "
                          f"(got {list(Ks)!r} and {list(structures)!r})")
@@ -91,7 +92,7 @@ def _candidates(n_components, covariance, n: int):
     return Ks, structures
 
 
-def select_model(X, n_components=range(1, 10), covariance=("full", "tied", "diag", "spherical"),
+def select_model(X, n_components=range(1, 10), covariance=None,
                  prior="default", *, criterion: str = "bic", init="auto",
                  n_init: int | None = None, tol: float = 1e-8, max_iter: int = 1000,
                  acceleration: str | None = "squarem", random_state=0,
@@ -103,8 +104,9 @@ def select_model(X, n_components=range(1, 10), covariance=("full", "tied", "diag
     X : array-like, shape (n_samples, n_features)
     n_components : int or iterable of int
         Candidate K (each 1 ≤ K ≤ N).
-    covariance : str or iterable of str
-        Candidate structures.
+    covariance : str or iterable of str, optional
+        Candidate structures (names or mclust's aliases); by default every structure bayesgmm
+        has (:data:`bayesgmm.covariance.STRUCTURES`).
     prior : "default", "mclust", None or callable
         A style name builds each candidate's data-scaled prior (:func:`~bayesgmm.default_prior`);
         None fits by maximum likelihood (a candidate whose covariance becomes singular gets no

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
 from ._validation import check_probability, check_random_state, check_tolerance
-from .covariance import STRUCTURES
+from .covariance import STRUCTURE_NAMES
 from .datasets import DATASETS
 from .priors import HYPERPARAMETERS
 from .starts import START_METHODS
@@ -204,7 +204,7 @@ class ModelSpec:
     :func:`bayesgmm.select_model`)."""
 
     n_components: tuple[int, ...] = _check(_list_of(_integer(1), "integers ≥ 1", scalar_ok=True))
-    covariance: tuple[str, ...] = _check(_list_of(_choice(*STRUCTURES), "covariance structures",
+    covariance: tuple[str, ...] = _check(_list_of(_choice(*STRUCTURE_NAMES), "covariance structures",
                                                   scalar_ok=True), ("full",))
     criterion: str = _check(_choice("bic", "icl"), "bic")
 

@@ -3,7 +3,9 @@ import pytest
 
 import bayesgmm as bg
 
-STRUCTURES = ["full", "tied", "diag", "spherical"]
+STRUCTURES = ["full", "tied", "diag", "spherical", "EEI", "EII"]
+#: the structures scikit-learn's GaussianMixture has
+SKLEARN_STRUCTURES = STRUCTURES[:4]
 
 
 @pytest.fixture(scope="session")

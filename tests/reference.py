@@ -13,6 +13,10 @@ def dense_covariances(covariances, covariance, K, d):
         return np.repeat(c[None], K, axis=0)
     if covariance == "diag":
         return np.stack([np.diag(v) for v in c])
+    if covariance == "EEI":
+        return np.repeat(np.diag(c)[None], K, axis=0)
+    if covariance == "EII":
+        return np.repeat((float(c) * np.eye(d))[None], K, axis=0)
     return np.stack([v * np.eye(d) for v in c])
 
 
@@ -29,7 +33,10 @@ def log_prior(prior, weights, means, covariances, covariance):
     elif covariance == "diag":
         psi = np.broadcast_to(scale, (d,))
         lp += sum(stats.invgamma.logpdf(v, a=nu / 2, scale=psi / 2).sum() for v in covariances)
-    else:
+    elif covariance == "EEI":  # one variance per coordinate, shared by the components
+        psi = np.broadcast_to(scale, (d,))
+        lp += stats.invgamma.logpdf(covariances, a=nu / 2, scale=psi / 2).sum()
+    else:  # spherical: one variance per component; EII: one variance for all
         lp += stats.invgamma.logpdf(covariances, a=nu / 2, scale=float(scale) / 2).sum()
     if prior.shrinkage > 0:
         dense = dense_covariances(covariances, covariance, K, d)
@@ -64,6 +71,10 @@ def random_parameters(rng, K, d, covariance):
         covs = covs if covariance == "full" else covs[0]
     elif covariance == "diag":
         covs = rng.gamma(3.0, 0.5, size=(K, d))
+    elif covariance == "EEI":
+        covs = rng.gamma(3.0, 0.5, size=d)
+    elif covariance == "EII":
+        covs = np.asarray(rng.gamma(3.0, 0.5))
     else:
         covs = rng.gamma(3.0, 0.5, size=K)
     return weights, means, covs

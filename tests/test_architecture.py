@@ -62,8 +62,11 @@ def test_no_branch_on_a_structure_name_outside_the_table():
 
 
 def test_the_command_line_offers_exactly_the_tables_structures():
+    """Every structure of the table, by its name and by mclust's, and nothing else."""
     from bayesgmm.cli import build_parser
+    from bayesgmm.covariance import MCLUST_NAMES
 
     sub = build_parser()._subparsers._group_actions[0].choices["fit"]
     choices = next(a.choices for a in sub._actions if a.dest == "covariance")
-    assert sorted(choices) == sorted(STRUCTURES)
+    assert set(choices) == set(STRUCTURES) | set(MCLUST_NAMES.values())
+    assert set(MCLUST_NAMES) == set(STRUCTURES)

@@ -6,7 +6,7 @@ from sklearn.exceptions import ConvergenceWarning as SklearnConvergenceWarning
 from sklearn.mixture import GaussianMixture
 
 import bayesgmm as bg
-from tests.conftest import STRUCTURES, blobs
+from tests.conftest import SKLEARN_STRUCTURES, STRUCTURES, blobs
 from tests.reference import log_likelihood, log_prior, random_parameters
 
 
@@ -52,7 +52,7 @@ def _sklearn_precisions(covariances, covariance):
     return np.linalg.inv(c) if covariance in ("full", "tied") else 1.0 / c
 
 
-@pytest.mark.parametrize("covariance", STRUCTURES)
+@pytest.mark.parametrize("covariance", SKLEARN_STRUCTURES)
 @pytest.mark.parametrize("data", ["faithful", "iris", "blobs"])
 def test_maximum_likelihood_equals_sklearn(covariance, data):
     X = dict(_datasets())[data]

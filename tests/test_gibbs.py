@@ -75,9 +75,11 @@ def _niw_posterior_means(X, prior, covariance):
     if covariance in ("full", "tied"):
         cov = (prior.scale + B) / (v0 + n - d - 1)           # IW(ν0 + n, Ψ0 + B) mean
         return mean, cov[None] if covariance == "full" else cov
-    if covariance == "diag":                                 # IG((ν0+n)/2, (ψ_j + B_jj)/2)
-        return mean, ((prior.scale + np.diag(B)) / (v0 + n - 2))[None]
-    return mean, np.array([(prior.scale + np.trace(B)) / (v0 + n * d - 2)])  # spherical
+    if covariance in ("diag", "EEI"):                        # IG((ν0+n)/2, (ψ_j + B_jj)/2)
+        cov = (prior.scale + np.diag(B)) / (v0 + n - 2)
+        return mean, cov[None] if covariance == "diag" else cov
+    cov = (prior.scale + np.trace(B)) / (v0 + n * d - 2)     # spherical, EII: one variance
+    return mean, np.array([cov]) if covariance == "spherical" else cov
 
 
 @pytest.mark.parametrize("covariance", STRUCTURES)

@@ -45,11 +45,11 @@ def test_default_prior_values(covariance):
     cov = np.cov(X, rowvar=False)
     assert prior.shrinkage == 0.01 and prior.dof == 5 and prior.concentration == 1.0
     np.testing.assert_allclose(prior.mean, X.mean(axis=0))
-    expected = {"full": cov, "tied": cov, "diag": np.diag(cov),
-                "spherical": np.trace(cov) / 3}[covariance] / K ** (2 / 3)
+    expected = {"full": cov, "tied": cov, "diag": np.diag(cov), "EEI": np.diag(cov),
+                "spherical": np.trace(cov) / 3, "EII": np.trace(cov) / 3}[covariance] / K ** (2 / 3)
     np.testing.assert_allclose(prior.scale, expected, rtol=1e-13)
     mclust = bg.default_prior(X, K, covariance, style="mclust")
-    if covariance == "diag":  # mclust: one scalar, the mean variance, for every coordinate
+    if covariance in ("diag", "EEI"):  # mclust: one scalar, the mean variance, for each coordinate
         assert mclust.scale.shape == ()
         assert float(mclust.scale) == pytest.approx(np.trace(cov) / 3 / K ** (2 / 3))
     else:

@@ -4,7 +4,7 @@ from scipy import stats
 from sklearn.mixture import GaussianMixture
 
 import bayesgmm as bg
-from tests.conftest import STRUCTURES, blobs
+from tests.conftest import SKLEARN_STRUCTURES, STRUCTURES, blobs
 from tests.reference import component_log_densities
 
 
@@ -29,7 +29,7 @@ def test_criteria_formulas(fitted):
     X, fit = fitted
     K, d = 3, 3
     n_cov = {"full": K * d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": K * d,
-             "spherical": K}[fit.covariance_type]
+             "spherical": K, "EEI": d, "EII": 1}[fit.covariance_type]
     p = K - 1 + K * d + n_cov
     ll = fit.score_samples(X).sum()
     assert fit.n_parameters() == p
@@ -41,7 +41,7 @@ def test_criteria_formulas(fitted):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("covariance", STRUCTURES)
+@pytest.mark.parametrize("covariance", SKLEARN_STRUCTURES)
 def test_bic_and_parameter_count_agree_with_sklearn(covariance):
     X = blobs(seed=2)
     fit = bg.fit_map(X, 3, covariance, prior=None, random_state=0)
@@ -86,7 +86,8 @@ def test_results_are_read_only(fitted):
 def test_to_xarray_dims_and_feature_names():
     X = bg.load_dataset("iris")
     dims = {"full": ("component", "feature", "feature_bis"), "tied": ("feature", "feature_bis"),
-            "diag": ("component", "feature"), "spherical": ("component",)}
+            "diag": ("component", "feature"), "spherical": ("component",), "EEI": ("feature",),
+            "EII": ()}
     for covariance in STRUCTURES:
         ds = bg.fit_map(X, 3, covariance, random_state=0).to_xarray()
         assert ds["covariances"].dims == dims[covariance]
