@@ -29,11 +29,13 @@ covariances map to that layout, and which variances it shares (``per_component``
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from typing import Callable
 
 import numpy as np
 
+from . import decomposition
 from ._validation import check_symmetric
 
 __all__ = ["CovarianceStructure", "STRUCTURES", "STRUCTURE_NAMES", "MCLUST_NAMES",
@@ -99,14 +101,21 @@ class CovarianceStructure:
     default_scale : callable (cov (d, d), style) -> Ψ0
         The data-scaled default Ψ0 before the K^(−2/d) factor, from the data covariance:
         ``style`` "default" or "mclust" (Fraley & Raftery 2007; derivation §4).
-    pymc_distribution : str
+    pymc_distribution : str or None
         The prior of the covariances as a PyMC variable: ``"InverseWishart"`` (matrix blocks)
-        or ``"InverseGamma"`` (variances), built by :mod:`bayesgmm.posterior`.
+        or ``"InverseGamma"`` (variances), built by :mod:`bayesgmm.posterior`; None where the
+        prior restricted to the structure's set is no density the samplers can draw
+        (:mod:`bayesgmm.decomposition`), which they then refuse.
 
     to_unconstrained : callable (covariances,) -> (p,)
         An unconstrained vector (log-Cholesky entries or log variances), p = n_parameters.
     from_unconstrained : callable ((p,), K, d) -> covariances
         Its inverse.
+    constrained_mstep : callable ((K, d, d) | (K, d) scatters M_k, (K,) counts c_k, previous
+        covariances) -> covariances, or None
+        For structures whose set is a constrained subset of their kernel layout (mclust's
+        volume–shape–orientation models, :mod:`bayesgmm.decomposition`): the M-step from the
+        kernel's unconstrained per-component update M_k / c_k.
     """
 
     name: str
@@ -131,6 +140,7 @@ class CovarianceStructure:
     pymc_distribution: str
     to_unconstrained: Callable
     from_unconstrained: Callable
+    constrained_mstep: Callable | None = None
 
     def __reduce__(self):
         """Pickled by name: a row of :data:`STRUCTURES` is a singleton (its functions are
@@ -371,10 +381,25 @@ STRUCTURES: dict[str, CovarianceStructure] = {
 }
 
 
+def _decomposed(model: str) -> CovarianceStructure:
+    """A volume–shape–orientation model: stored and computed like ``diag`` (orientation I) or
+    ``full``, with its own parameter count, parametrisation and constrained M-step."""
+    base = STRUCTURES["diag" if model in decomposition.DIAGONAL_MODELS else "full"]
+    return replace(
+        base, name=model,
+        n_parameters=partial(decomposition.n_covariance_parameters, model),
+        pymc_distribution=None,
+        to_unconstrained=partial(decomposition.to_unconstrained, model),
+        from_unconstrained=partial(decomposition.from_unconstrained, model),
+        constrained_mstep=partial(decomposition.constrained_mstep, model))
+
+
+STRUCTURES.update({model: _decomposed(model) for model in decomposition.MODELS})
+
 #: mclust's three-letter name of every structure (volume, shape, orientation: Equal, Variable or
 #: Identity), accepted wherever a structure is named
 MCLUST_NAMES = {"full": "VVV", "tied": "EEE", "diag": "VVI", "spherical": "VII",
-                "EEI": "EEI", "EII": "EII"}
+                "EEI": "EEI", "EII": "EII", **{m: m for m in decomposition.MODELS}}
 _ALIASES = {mclust: name for name, mclust in MCLUST_NAMES.items() if mclust != name}
 
 #: every accepted name: the table's names and their mclust aliases

@@ -85,9 +85,14 @@ class Coordinates:
     def log_prior_offset(self, structure: CovarianceStructure, K: int, d: int,
                          prior: GMMPrior) -> float:
         """log p(θ) − log p'(θ') = −log |∂θ/∂θ'|: each mean entry under a proper mean prior
-        scales by s, each free covariance entry by s²."""
+        scales by s, each entry of a prior block (b(b+1)/2 for a b × b block) by s² — for a
+        structure constrained inside its blocks (:mod:`bayesgmm.decomposition`) the log prior
+        is the blocks' densities at the constrained point, so it is the blocks' entries that
+        count."""
         n_means = K * d if prior.shrinkage > 0 else 0
-        return -(n_means + 2 * structure.n_parameters(K, d)) * np.log(self.scale)
+        b = structure.block_size(d)
+        n_blocks = structure.blocks(np.asarray(structure.identity(K, d))).shape[0]
+        return -(n_means + n_blocks * b * (b + 1)) * np.log(self.scale)
 
 
 def working_coordinates(X: np.ndarray, sample_weight: np.ndarray | None = None) -> Coordinates:
@@ -334,7 +339,30 @@ class Engine:
                 stats.n_k, stats.s1, stats.moment, self.omega, state.means, state.factor,
                 has_prior, p.alpha, p.shrinkage, p.mean, p.dof, p.scale,
                 not s.per_component, s.isotropic)
-        return self.state(weights, means, covs)
+        return self.state(weights, means, self._constrain(covs, stats.n_k, state.covs))
+
+    def _constrain(self, covs, n_k, previous):
+        """The constrained M-step of a volume–shape–orientation structure (eq. 4b.1) from the
+        kernel's per-component update Σ_k = M_k / c_k; other structures pass through."""
+        s = self.structure
+        if s.constrained_mstep is None:
+            return covs
+        c = self.omega * n_k
+        if self.prior is not None:  # c_k = ω N_k + ν0 + b + 1 + δ           (eq. 4.4)
+            c = c + self.kprior.dof + s.block_size(self.d) + 1 + (self.kprior.shrinkage > 0)
+        scale = c[:, None, None] if covs.ndim == 3 else c[:, None]
+        M = covs * scale
+        if not (np.all(c > 0) and np.all(np.isfinite(M))):
+            raise self._singular(int(np.argmin(c > 0)) if s.per_component else -1)
+        try:
+            with np.errstate(all="ignore"):
+                out = s.constrained_mstep(M, c, previous)
+        except np.linalg.LinAlgError:
+            out = np.full_like(M, np.nan)
+        if not np.all(np.isfinite(out)):  # a degenerate scatter (a component on a point)
+            raise SingularCovarianceError(None, "a covariance became singular in the "
+                                                f"constrained {s.name} M-step")
+        return np.ascontiguousarray(out)
 
     def em_map(self, state: State) -> tuple[State, float, float]:
         """F(θ), the log posterior at θ and the log-likelihood at θ (one E-pass, one M-step);
@@ -355,6 +383,9 @@ class Engine:
         if self.prior is None and n_k.min() <= 0:
             k = int(np.flatnonzero(n_k <= 0)[0])
             raise SingularCovarianceError(k, f"component {k} has no data left")
+        if self.structure.constrained_mstep is not None:
+            new = self.state(weights, means, self._constrain(covs, n_k, state.covs))
+            return new, log_post, log_lik
         if bad >= 0:
             raise self._singular(bad)
         return State(weights, means, covs, factor, inv_factor, log_det, u), log_post, log_lik

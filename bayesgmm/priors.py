@@ -31,7 +31,7 @@ from ._validation import (
     power_of_two,
     readonly_array,
 )
-from .covariance import get_structure
+from .covariance import STRUCTURES, get_structure
 
 __all__ = ["GMMPrior", "default_prior", "adjust_prior", "power_scale", "resolve_prior",
            "posterior_model_inputs",
@@ -571,6 +571,13 @@ def posterior_model_inputs(X, n_components: int, covariance: str, prior):
     X = check_data(X)
     K = check_n_components(n_components, len(X))
     structure = get_structure(covariance)
+    if structure.pymc_distribution is None:
+        supported = [name for name, s in STRUCTURES.items() if s.pymc_distribution]
+        raise ValueError(
+            f"the full posterior is not available for covariance={structure.name!r}: its prior "
+            "is the normal–inverse-Wishart restricted to a constrained set, which is no "
+            f"density the samplers can draw; use one of {supported} (MAP-EM, model selection "
+            f"and the prior studies on the EM path support {structure.name!r})")
     prior = resolve_prior(prior, X, K, structure.name, allow_none=False)
     return X, names or tuple(f"x{j}" for j in range(X.shape[1])), K, structure, prior
 

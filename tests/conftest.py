@@ -3,9 +3,16 @@ import pytest
 
 import bayesgmm as bg
 
-STRUCTURES = ["full", "tied", "diag", "spherical", "EEI", "EII"]
+STRUCTURES = ["full", "tied", "diag", "spherical", "EEI", "EII", "VEI", "EVI", "EEV", "VEV",
+              "EVV", "VEE", "EVE", "VVE"]
+#: for the end-to-end tests (the table's contract and the mclust fixtures cover all fourteen):
+#: the six compiled rows and one of each NumPy M-step — closed-form diagonal (EVI) and
+#: eigen (EEV), an alternation (VEE), Jacobi rotations (EVE)
+END_TO_END_STRUCTURES = STRUCTURES[:6] + ["EVI", "EEV", "VEE", "EVE"]
 #: the structures scikit-learn's GaussianMixture has
 SKLEARN_STRUCTURES = STRUCTURES[:4]
+#: the structures the samplers draw (the others' prior is restricted to a constrained set)
+SAMPLER_STRUCTURES = STRUCTURES[:6]
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,18 @@ import numpy as np
 from scipy import stats
 
 
+#: mclust's volume–shape–orientation models, stored as per-component matrices or variances
+MATRIX_MODELS = ("EEV", "VEV", "EVV", "VEE", "EVE", "VVE")
+VARIANCE_MODELS = ("VEI", "EVI")
+
+
 def dense_covariances(covariances, covariance, K, d):
     """(K, d, d) matrices from a structure's covariances, written out case by case."""
     c = np.asarray(covariances, dtype=float)
-    if covariance == "full":
+    if covariance == "full" or covariance in MATRIX_MODELS:
         return c
+    if covariance in VARIANCE_MODELS:
+        return np.stack([np.diag(v) for v in c])
     if covariance == "tied":
         return np.repeat(c[None], K, axis=0)
     if covariance == "diag":
@@ -26,11 +33,11 @@ def log_prior(prior, weights, means, covariances, covariance):
     alpha = np.broadcast_to(np.asarray(prior.concentration, dtype=float), (K,))
     lp = stats.dirichlet.logpdf(weights, alpha)
     nu, scale = prior.dof, np.asarray(prior.scale, dtype=float)
-    if covariance == "full":
+    if covariance == "full" or covariance in MATRIX_MODELS:  # the constrained Σ_k too
         lp += sum(stats.invwishart.logpdf(S, df=nu, scale=scale) for S in covariances)
     elif covariance == "tied":
         lp += stats.invwishart.logpdf(covariances, df=nu, scale=scale)
-    elif covariance == "diag":
+    elif covariance == "diag" or covariance in VARIANCE_MODELS:
         psi = np.broadcast_to(scale, (d,))
         lp += sum(stats.invgamma.logpdf(v, a=nu / 2, scale=psi / 2).sum() for v in covariances)
     elif covariance == "EEI":  # one variance per coordinate, shared by the components
@@ -71,6 +78,8 @@ def random_parameters(rng, K, d, covariance):
         covs = covs if covariance == "full" else covs[0]
     elif covariance == "diag":
         covs = rng.gamma(3.0, 0.5, size=(K, d))
+    elif covariance in MATRIX_MODELS + VARIANCE_MODELS:
+        covs = _decomposed(rng, K, d, covariance)
     elif covariance == "EEI":
         covs = rng.gamma(3.0, 0.5, size=d)
     elif covariance == "EII":
@@ -78,3 +87,27 @@ def random_parameters(rng, K, d, covariance):
     else:
         covs = rng.gamma(3.0, 0.5, size=K)
     return weights, means, covs
+
+
+def _decomposed(rng, K, d, model):
+    """Σ_k = λ_k D_k A_k D_kᵀ with each letter's Equal (one draw for all components), Variable
+    (one per component) or Identity, from random volumes, shapes and rotations (QR)."""
+    def draw(letter, make):
+        if letter == "I":
+            return [None] * K
+        return [make()] * K if letter == "E" else [make() for _ in range(K)]
+
+    def shape():
+        a = rng.gamma(3.0, 0.5, size=d)
+        return a / np.exp(np.log(a).mean())
+
+    def rotation():
+        q, r = np.linalg.qr(rng.normal(size=(d, d)))
+        return q * np.sign(np.diag(r))
+
+    volumes = draw(model[0], lambda: rng.gamma(3.0, 0.5))
+    shapes = draw(model[1], shape)
+    rotations = draw(model[2], rotation)
+    if model[2] == "I":
+        return np.array([lam * a for lam, a in zip(volumes, shapes)])
+    return np.array([lam * (D * a) @ D.T for lam, a, D in zip(volumes, shapes, rotations)])

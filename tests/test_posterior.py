@@ -16,7 +16,7 @@ import pytest
 import bayesgmm as bg
 from bayesgmm.distributions import LogCholesky
 from bayesgmm.health import SamplerHealth
-from tests.conftest import STRUCTURES
+from tests.conftest import SAMPLER_STRUCTURES
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 FAST = {"mode": "FAST_COMPILE"}
@@ -30,7 +30,7 @@ def _transformed_point(model, values):
     return model.initial_point()
 
 
-@pytest.fixture(scope="module", params=STRUCTURES)
+@pytest.fixture(scope="module", params=SAMPLER_STRUCTURES)
 def em_and_model(request, faithful):
     fit = bg.fit_map(faithful, 2, request.param, random_state=0, tol=0, max_iter=3000,
                      warn_convergence=False)

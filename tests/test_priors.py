@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 
 import bayesgmm as bg
-from tests.conftest import STRUCTURES, blobs
+from tests.conftest import END_TO_END_STRUCTURES, blobs
 from tests.reference import log_prior, random_parameters
 
 
-@pytest.mark.parametrize("covariance", STRUCTURES)
+@pytest.mark.parametrize("covariance", END_TO_END_STRUCTURES)
 @pytest.mark.parametrize("shrinkage", [0.0, 0.01, 2.5])
 def test_logpdf_equals_sum_of_scipy_densities(covariance, shrinkage):
     rng = np.random.default_rng(7)
@@ -37,7 +37,7 @@ def test_zero_weight_allowed_when_concentration_is_one():
     assert np.isfinite(prior.logpdf(np.array([1.0, 0.0]), m, c))
 
 
-@pytest.mark.parametrize("covariance", STRUCTURES)
+@pytest.mark.parametrize("covariance", END_TO_END_STRUCTURES)
 def test_default_prior_values(covariance):
     X = blobs(d=3)
     K = 4
@@ -46,10 +46,11 @@ def test_default_prior_values(covariance):
     assert prior.shrinkage == 0.01 and prior.dof == 5 and prior.concentration == 1.0
     np.testing.assert_allclose(prior.mean, X.mean(axis=0))
     expected = {"full": cov, "tied": cov, "diag": np.diag(cov), "EEI": np.diag(cov),
+                "EVI": np.diag(cov), "EEV": cov, "VEE": cov, "EVE": cov,
                 "spherical": np.trace(cov) / 3, "EII": np.trace(cov) / 3}[covariance] / K ** (2 / 3)
     np.testing.assert_allclose(prior.scale, expected, rtol=1e-13)
     mclust = bg.default_prior(X, K, covariance, style="mclust")
-    if covariance in ("diag", "EEI"):  # mclust: one scalar, the mean variance, for each coordinate
+    if covariance in ("diag", "EEI", "EVI"):  # mclust: one scalar, the mean variance
         assert mclust.scale.shape == ()
         assert float(mclust.scale) == pytest.approx(np.trace(cov) / 3 / K ** (2 / 3))
     else:

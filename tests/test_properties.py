@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 import bayesgmm as bg
-from tests.conftest import STRUCTURES
+from tests.conftest import END_TO_END_STRUCTURES
 
 SETTINGS = settings(max_examples=25, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -32,7 +32,7 @@ def problems(draw):
         X[:, -1] = 2.0 * X[:, 0] + 1.0  # an exactly collinear column
     assume(np.ptp(X, axis=0).max() > 0)  # a data-scaled prior needs some spread
     K = draw(st.integers(1, min(3, n)))
-    return X, K, draw(st.sampled_from(STRUCTURES))
+    return X, K, draw(st.sampled_from(END_TO_END_STRUCTURES))
 
 
 def _fit(X, K, covariance, **kwargs):

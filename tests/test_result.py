@@ -4,11 +4,11 @@ from scipy import stats
 from sklearn.mixture import GaussianMixture
 
 import bayesgmm as bg
-from tests.conftest import SKLEARN_STRUCTURES, STRUCTURES, blobs
+from tests.conftest import END_TO_END_STRUCTURES, SKLEARN_STRUCTURES, blobs
 from tests.reference import component_log_densities
 
 
-@pytest.fixture(scope="module", params=STRUCTURES)
+@pytest.fixture(scope="module", params=END_TO_END_STRUCTURES)
 def fitted(request):
     X = blobs(seed=12, n=300, d=3)
     return X, bg.fit_map(X, 3, request.param, random_state=0)
@@ -29,7 +29,10 @@ def test_criteria_formulas(fitted):
     X, fit = fitted
     K, d = 3, 3
     n_cov = {"full": K * d * (d + 1) // 2, "tied": d * (d + 1) // 2, "diag": K * d,
-             "spherical": K, "EEI": d, "EII": 1}[fit.covariance_type]
+             "spherical": K, "EEI": d, "EII": 1,  # mclust's nMclustParams from here on
+             "EVI": 1 + K * (d - 1), "EEV": 1 + (d - 1) + K * d * (d - 1) // 2,
+             "VEE": K + (d - 1) + d * (d - 1) // 2,
+             "EVE": 1 + K * (d - 1) + d * (d - 1) // 2}[fit.covariance_type]
     p = K - 1 + K * d + n_cov
     ll = fit.score_samples(X).sum()
     assert fit.n_parameters() == p
@@ -87,8 +90,9 @@ def test_to_xarray_dims_and_feature_names():
     X = bg.load_dataset("iris")
     dims = {"full": ("component", "feature", "feature_bis"), "tied": ("feature", "feature_bis"),
             "diag": ("component", "feature"), "spherical": ("component",), "EEI": ("feature",),
-            "EII": ()}
-    for covariance in STRUCTURES:
+            "EII": (), "EVI": ("component", "feature")}
+    dims.update(dict.fromkeys(("EEV", "VEE", "EVE"), dims["full"]))
+    for covariance in END_TO_END_STRUCTURES:
         ds = bg.fit_map(X, 3, covariance, random_state=0).to_xarray()
         assert ds["covariances"].dims == dims[covariance]
         assert ds["means"].dims == ("component", "feature")

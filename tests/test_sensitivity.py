@@ -6,14 +6,14 @@ import pytest
 
 import bayesgmm as bg
 from bayesgmm import power_scaling, sweep
-from tests.conftest import STRUCTURES, blobs
+from tests.conftest import END_TO_END_STRUCTURES, blobs
 from tests.reference import random_parameters
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
 
 # ------------------------------------------------------------------ power_scale
-@pytest.mark.parametrize("covariance", STRUCTURES)
+@pytest.mark.parametrize("covariance", END_TO_END_STRUCTURES)
 @pytest.mark.parametrize("shrinkage", [0.0, 0.7])
 def test_power_scaled_density_is_a_times_log_prior(covariance, shrinkage):
     rng = np.random.default_rng(0)

@@ -1,0 +1,95 @@
+"""MAP-EM per covariance structure against the package's own VVV (``full``) path.
+
+mclust's per-iteration times cannot be measured here (no R in the benchmark), so every structure
+is timed against ``full`` in the same run: each fit starts from the same k-means++ start
+(``init="kmeans++"``, ``n_init=1``, seeded), runs to ``tol=1e-8`` under the default prior, and
+the structures are interleaved over 5 repeats; reported are the median wall time, the median
+time per EM iteration and their ratios to ``full``.  BLAS runs on one thread.
+
+    OPENBLAS_NUM_THREADS=1 python benchmarks/structures.py [--quick]
+
+writes benchmarks/results/structures.json and .md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_name, "1")
+
+import numpy as np  # noqa: E402
+
+import bayesgmm as bg  # noqa: E402
+from bayesgmm.covariance import STRUCTURES  # noqa: E402
+
+OUT = Path(__file__).parent / "results"
+
+
+def data_sets(quick: bool):
+    rng = np.random.default_rng(0)
+    blobs = np.concatenate([rng.normal(loc=3 * k, size=(3000 if not quick else 600, 4))
+                            for k in range(3)])
+    return {"faithful K=3": (bg.load_dataset("faithful").to_numpy(), 3),
+            "iris K=3": (bg.load_dataset("iris").to_numpy(), 3),
+            "blobs 4-d K=3": (blobs, 3)}
+
+
+def time_fit(X, K, covariance):
+    start = time.perf_counter()
+    fit = bg.fit_map(X, K, covariance, init="kmeans++", n_init=1, tol=1e-8, max_iter=2000,
+                     random_state=0, warn_convergence=False)
+    return time.perf_counter() - start, fit
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="1 repeat, smaller blobs")
+    args = parser.parse_args()
+    repeats = 1 if args.quick else 5
+    rows = []
+    for name, (X, K) in data_sets(args.quick).items():
+        for covariance in STRUCTURES:  # warm-up: Numba compiles each kernel family once
+            time_fit(X, K, covariance)
+        times = {c: [] for c in STRUCTURES}
+        fits = {}
+        for _ in range(repeats):
+            for covariance in STRUCTURES:
+                seconds, fits[covariance] = time_fit(X, K, covariance)
+                times[covariance].append(seconds)
+        base = np.median(times["full"])
+        base_per_iter = base / max(fits["full"].n_iter, 1)
+        for covariance in STRUCTURES:
+            t = float(np.median(times[covariance]))
+            per_iter = t / max(fits[covariance].n_iter, 1)
+            rows.append({"data": name, "covariance": covariance, "median_s": t,
+                         "iterations": fits[covariance].n_iter,
+                         "per_iteration_ms": 1e3 * per_iter,
+                         "ratio_to_full": t / base,
+                         "per_iteration_ratio_to_full": per_iter / base_per_iter,
+                         "log_posterior": fits[covariance].log_posterior})
+            print(json.dumps(rows[-1]), flush=True)
+    result = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
+                          "n_cpus": os.cpu_count(),
+                          "OPENBLAS_NUM_THREADS": os.environ["OPENBLAS_NUM_THREADS"]},
+              "repeats": repeats, "rows": rows}
+    suffix = "_quick" if args.quick else ""
+    OUT.mkdir(exist_ok=True)
+    (OUT / f"structures{suffix}.json").write_text(json.dumps(result, indent=2))
+    lines = ["| data | structure | median s | iterations | ms / iteration | × full (time) | "
+             "× full (per iteration) |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['data']} | {r['covariance']} | {r['median_s']:.4f} | "
+                     f"{r['iterations']} | {r['per_iteration_ms']:.3f} | "
+                     f"{r['ratio_to_full']:.2f} | {r['per_iteration_ratio_to_full']:.2f} |")
+    (OUT / f"structures{suffix}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
