@@ -351,15 +351,12 @@ class Engine:
         if self.prior is not None:  # c_k = ω N_k + ν0 + b + 1 + δ           (eq. 4.4)
             c = c + self.kprior.dof + s.block_size(self.d) + 1 + (self.kprior.shrinkage > 0)
         scale = c[:, None, None] if covs.ndim == 3 else c[:, None]
-        M = covs * scale
-        if not (np.all(c > 0) and np.all(np.isfinite(M))):
-            raise self._singular(int(np.argmin(c > 0)) if s.per_component else -1)
-        try:
+        try:  # c_k > 0: an empty component was refused before the kernel's M-step
             with np.errstate(all="ignore"):
-                out = s.constrained_mstep(M, c, previous)
+                out = s.constrained_mstep(covs * scale, c, previous)
         except np.linalg.LinAlgError:
-            out = np.full_like(M, np.nan)
-        if not np.all(np.isfinite(out)):  # a degenerate scatter (a component on a point)
+            out = None
+        if out is None or not np.all(np.isfinite(out)):  # a degenerate scatter (a point)
             raise SingularCovarianceError(None, "a covariance became singular in the "
                                                 f"constrained {s.name} M-step")
         return np.ascontiguousarray(out)
