@@ -236,7 +236,8 @@ def _invariants(params, covariance, K, d):
 def _sbc_ranks(covariance, shrinkage_used=None, seed=0):
     rng = np.random.default_rng(seed)
     K, d, n = 2, 2, 30
-    scale = {"full": np.eye(d), "tied": np.eye(d), "diag": np.ones(d), "spherical": 1.0}
+    scale = {"full": np.eye(d), "tied": np.eye(d), "diag": np.ones(d), "spherical": 1.0,
+             "EEI": np.ones(d), "EII": 1.0}
     prior = bg.GMMPrior(mean=np.zeros(d), shrinkage=0.5, dof=d + 3, scale=scale[covariance],
                         concentration=2.0, covariance=covariance)
     used = prior if shrinkage_used is None else bg.adjust_prior(prior, {"shrinkage":
@@ -269,7 +270,7 @@ def _uniformity_p_values(ranks):
 @pytest.mark.parametrize("covariance", SAMPLER_STRUCTURES)
 def test_simulation_based_calibration(covariance):
     """Ranks of the true θ's invariants among posterior draws are uniform (each statistic's
-    χ² p-value ≥ 1e-4, so the 12 tests together fail by chance with probability ≈ 1e-3);
+    χ² p-value ≥ 1e-4, so the 18 tests together fail by chance with probability ≈ 2e-3);
     expected 20 per bin, and the test has power: a sampler run with a 20× stronger
     shrinkage than the prior the data came from (below) fails it."""
     assert _uniformity_p_values(_sbc_ranks(covariance)).min() >= 1e-4

@@ -178,7 +178,7 @@ def _write_npz(path, meta, arrays):
     (lambda m, a: m.update(n_iter="12"), "n_iter must be an integer"),
     (lambda m, a: a.update(covariances=a["covariances"] * [[1, 1], [0.5, 1]]), "symmetric"),
     (lambda m, a: a.update(covariances=-a["covariances"]), "not positive definite"),
-    (lambda m, a: m.update(covariance="VEV"), "not a covariance structure"),
+    (lambda m, a: m.update(covariance="VXV"), "not a covariance structure"),
     (lambda m, a: m.update(format="bayesgmm.MixtureFit/9"), "format version '9'"),
     (lambda m, a: m.pop("format"), "no format marker"),
     (lambda m, a: m.update(extra=1), r"unexpected \['extra'\]"),
