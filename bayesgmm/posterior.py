@@ -224,13 +224,13 @@ _COMPILED_LOCK = threading.Lock()
 
 def _compiled_nuts(X, features, K: int, structure, prior, *, noncentred_means: bool,
                    target_accept: float, backend: str) -> tuple[_CompiledNuts, bool]:
-    """The compiled model for this shape with this data and prior set, and whether it was
-    compiled now.
+    """The compiled model for this shape, and whether it was compiled now; :func:`run_nuts`
+    sets the data and prior on it while holding the entry's lock.
 
     Everything that changes the graph is the key: the data's shape and feature names, K, the
     structure, whether κ0 > 0, the means' parametrisation, the step's target and the backend.
-    Everything else — the data's values and every value of the prior — is ``pm.Data`` set
-    here, so a sweep that re-samples many priors, or bootstrap data of one size, compiles once
+    Everything else — the data's values and every value of the prior — is ``pm.Data``, so a
+    sweep that re-samples many priors, or bootstrap data of one size, compiles once
     per process.  The last :data:`_COMPILED_KEEP` shapes are kept.
     """
     key = (X.shape, tuple(features), K, structure.name, prior.shrinkage > 0, noncentred_means,
@@ -245,9 +245,6 @@ def _compiled_nuts(X, features, K: int, structure, prior, *, noncentred_means: b
         _COMPILED[key] = entry
         while len(_COMPILED) > _COMPILED_KEEP:
             _COMPILED.popitem(last=False)
-    if not compiled:
-        d = X.shape[1]
-        _compat.set_data(entry.model, {"x_data": X, **_hyperparameters(prior, structure, K, d)})
     return entry, compiled
 
 
@@ -276,7 +273,9 @@ def run_nuts(X, features, K: int, structure, prior, init: MixtureFit, *, draws: 
         entry, compiled = _compiled_nuts(X, features, K, structure, prior,
                                          noncentred_means=noncentred_means,
                                          target_accept=target_accept, backend=backend)
-        with entry.lock:
+        with entry.lock:  # one run at a time per compiled model, with its own data set
+            _compat.set_data(entry.model, {"x_data": X, **_hyperparameters(
+                prior, structure, K, X.shape[1])})
             try:
                 idata = _compat.sample_nuts(
                     entry.model, entry.step, draws=draws, tune=tune, chains=chains,
