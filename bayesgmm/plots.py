@@ -288,14 +288,19 @@ def plot_model_selection(selection, ax=None):
     -------
     matplotlib.axes.Axes
     """
+    from .covariance import MCLUST_NAMES
+
     plt = _plt()
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
+        _, ax = plt.subplots(figsize=(7.5, 4.5), layout="constrained")
     table, criterion = selection.table, selection.criterion
-    markers = "osD^vP*X"
-    for i, (name, rows) in enumerate(table.groupby("covariance", sort=False)):
+    markers = "osD^vP*X<>hpd"
+    groups = list(table.groupby("covariance", sort=False))
+    colours = plt.get_cmap("tab10" if len(groups) <= 10 else "tab20").colors
+    for i, (name, rows) in enumerate(groups):
+        label = name if MCLUST_NAMES[name] == name else f"{name} ({MCLUST_NAMES[name]})"
         ax.plot(rows["n_components"], rows[criterion], marker=markers[i % len(markers)],
-                ms=4, label=name)
+                ms=4, color=colours[i % len(colours)], label=label)
     best = selection.best
     value = table.loc[(table.n_components == best.n_components)
                       & (table.covariance == best.covariance_type), criterion].iloc[0]
@@ -304,7 +309,9 @@ def plot_model_selection(selection, ax=None):
     ax.set_xlabel("number of components K")
     ax.set_ylabel(f"{criterion.upper()} (lower is better)")
     ax.set_xticks(sorted(table["n_components"].unique()))
-    ax.legend(title="covariance", fontsize=8)
+    # beside the axes: with mclust's fourteen structures a legend inside hides the curves
+    ax.legend(title="covariance", fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+              borderaxespad=0.0)
     ax.set_title(f"Model selection by {criterion.upper()}")
     return ax
 

@@ -130,7 +130,7 @@ def test_the_bic_plot_marks_the_choice(iris, d):
     selection = bg.select_model(X, [1, 2, 3], ["full", "spherical"])
     ax = selection.plot()
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels[:2] == ["full", "spherical"] and labels[2].startswith("chosen: K = ")
+    assert labels[:2] == ["full (VVV)", "spherical (VII)"] and labels[2].startswith("chosen: K = ")
     assert ax.get_xlabel() == "number of components K"
     assert ax.get_ylabel() == "BIC (lower is better)"
     assert "Chosen by BIC" in selection.summary()
