@@ -55,6 +55,16 @@ def _geometric_mean(values: np.ndarray) -> np.ndarray:
     return np.exp(np.mean(np.log(values), axis=-1))
 
 
+def _volume(S: np.ndarray) -> np.ndarray:
+    """det(S)^(1/d) of each matrix: λ_k of covariances, g(·) of scatters."""
+    return np.exp(np.linalg.slogdet(S)[1] / S.shape[-1])
+
+
+def _projected(D: np.ndarray, M: np.ndarray) -> np.ndarray:
+    """diag(Dᵀ M_k D) for every k, shape (K, d)."""
+    return np.einsum("ji,kjl,li->ki", D, M, D)
+
+
 def _converged(new: np.ndarray, old: np.ndarray) -> bool:
     return bool(np.max(np.abs(new - old) / np.maximum(np.abs(old), 1e-300)) <= INNER_TOL)
 
@@ -127,7 +137,7 @@ class _SharedMatrix:
 
     def __call__(self, lam):
         S = (self.M / lam[:, None, None]).sum(0)
-        C = S / np.exp(np.linalg.slogdet(S)[1] / self.dim)
+        C = S / _volume(S)
         return C, np.einsum("kij,ji->k", self.M, np.linalg.inv(C))
 
 
@@ -144,12 +154,12 @@ def _eigh_descending(S):
 
 def _evv(M, c, previous):
     """λ C_k:  C_k = M_k / det(M_k)^(1/d),  λ = Σ_k det(M_k)^(1/d) / Σ_k c_k."""
-    d = M.shape[-1]
-    g = np.exp(np.linalg.slogdet(M)[1] / d)
+    g = _volume(M)
     return (g.sum() / c.sum()) * M / g[:, None, None]
 
 
 def _with_orientations(Q, diagonals):
+    """Q_k diag(diagonals_k) Q_kᵀ for every k, shape (K, d, d)."""
     return np.einsum("kij,kj,klj->kil", Q, diagonals, Q)
 
 
@@ -164,16 +174,14 @@ def _eev(M, c, previous):
 
 def _vev(M, c, previous):
     """λ_k D_k A D_kᵀ:  D_k the eigenvectors of M_k; volumes and A as VEI on the eigenvalues."""
-    d = M.shape[-1]
     omega, Q = _eigh_descending(M)
-    lam, shape = _volumes(c, _SharedShape(omega), np.exp(np.linalg.slogdet(previous)[1] / d))
+    lam, shape = _volumes(c, _SharedShape(omega), _volume(previous))
     return _with_orientations(Q, lam[:, None] * shape)
 
 
 def _vee(M, c, previous):
     """λ_k C (det C = 1): volumes by :func:`_volumes`, C ∝ Σ_k M_k / λ_k."""
-    d = M.shape[-1]
-    lam, C = _volumes(c, _SharedMatrix(M), np.exp(np.linalg.slogdet(previous)[1] / d))
+    lam, C = _volumes(c, _SharedMatrix(M), _volume(previous))
     return lam[:, None, None] * C
 
 
@@ -206,15 +214,15 @@ def _shared_orientation(M, c, previous, diagonals_given):
     """Alternate Jacobi sweeps of the shared orientation and its closed-form diagonals, from
     the previous orientation, until neither moves."""
     _, D = _eigh_descending(previous[0])
-    diagonals = diagonals_given(np.einsum("ji,kjl,li->ki", D, M, D), c)
+    diagonals = diagonals_given(_projected(D, M), c)
     for _ in range(INNER_MAX_ITER):
         D, turned = _rotation_sweep(M, D, 1.0 / diagonals)
-        new = diagonals_given(np.einsum("ji,kjl,li->ki", D, M, D), c)
+        new = diagonals_given(_projected(D, M), c)
         done = turned <= INNER_TOL and _converged(new, diagonals)
         diagonals = new
         if done:
             break
-    return np.einsum("ij,kj,lj->kil", D, diagonals, D)
+    return _with_orientations(np.broadcast_to(D, M.shape), diagonals)
 
 
 def _eve_diagonals(projected, c):
@@ -269,7 +277,7 @@ def _split(model, K, d, matrices):
     lam = _geometric_mean(values)
     if model[2] == "E":  # one orientation: component 0's eigenvectors, in its order
         D = _canonical_orientation(vectors[0])
-        values = np.einsum("ji,kjl,li->ki", D, matrices, D)
+        values = _projected(D, matrices)
         return lam, values / lam[:, None], np.broadcast_to(D, (K, d, d))
     return lam, values / lam[:, None], _canonical_orientation(vectors)
 
@@ -308,4 +316,4 @@ def from_unconstrained(model: str, z: np.ndarray, K: int, d: int) -> np.ndarray:
     n_orient = 1 if orientation == "E" else K
     D = np.stack([_rotation(z[at + i * per: at + (i + 1) * per], d) for i in range(n_orient)])
     D = np.broadcast_to(D, (K, d, d))
-    return _symmetric(np.einsum("kij,kj,klj->kil", D, diagonals, D))
+    return _symmetric(_with_orientations(D, diagonals))
