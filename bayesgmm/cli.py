@@ -19,6 +19,7 @@ from ._io import atomic_write, check_output_folder
 from .covariance import STRUCTURE_NAMES, STRUCTURES
 from .datasets import DATASETS
 from .result import FIT_SUFFIXES
+from .sampling import SAMPLERS
 from .spec import load_spec, spec_from_dict
 from .study import run_study, stages_of
 
@@ -284,7 +285,7 @@ def _source(parser) -> None:
 
 def _sampler(parser) -> None:
     group = parser.add_argument_group("sampler (override the spec's)")
-    group.add_argument("--sampler", choices=("auto", "gibbs", "nuts"),
+    group.add_argument("--sampler", choices=SAMPLERS,
                        help="the conjugate Gibbs sampler (no compilation; needs prior "
                             "shrinkage > 0), NUTS in PyMC, or auto (default: Gibbs when the "
                             "shrinkage is > 0, else NUTS)")

@@ -37,6 +37,7 @@ from pathlib import Path
 from ._validation import check_probability, check_random_state, check_tolerance
 from .covariance import STRUCTURE_NAMES
 from .datasets import DATASETS
+from .sampling import SAMPLERS
 from .priors import HYPERPARAMETERS
 from .starts import START_METHODS
 
@@ -251,7 +252,7 @@ class SamplerSpec:
     """Settings of :func:`bayesgmm.sample_posterior` and :func:`bayesgmm.compare`
     (``method`` is its ``sampler``; ``target_accept`` and ``noncentred_means`` apply to NUTS)."""
 
-    method: str = _check(_choice("auto", "gibbs", "nuts"), "auto")
+    method: str = _check(_choice(*SAMPLERS), "auto")
     draws: int = _check(_integer(1), 1000)
     tune: int = _check(_integer(0), 1000)
     chains: int = _check(_integer(1), 4)
