@@ -362,8 +362,23 @@ def _shared_moments(Y0, WR, w, row0, has_w, c, root, tmp, blas, n_k, s1, M):
 
 
 @njit(**_JIT)
+def work_size(kernel_dense, d, K, shared, n):
+    """Floats of scratch an E-pass needs for chunks of ``n`` rows (:func:`estep_dense` /
+    :func:`estep_diagonal`); the caller's workspace of this size is reused across calls."""
+    if kernel_dense:
+        return (d + (1 if shared else K) * (d + 1) + 2 * K + 4) * n
+    return (2 * d + 2 * K + 4) * n
+
+
+@njit(**_JIT)
+def _carve(work, start, shape):
+    """A C-contiguous view of ``work[start:]`` with ``shape`` (rows, n)."""
+    return work[start:start + shape[0] * shape[1]].reshape(shape)
+
+
+@njit(**_JIT)
 def estep_dense(X, a, b, center, inv_scale, w, means, U, offset, rows, log_prob_out, resp,
-                shared):
+                shared, work, ibits):
     """One fused E-pass over rows a:b of X for dense factors (working coordinates).
 
     Parameters
@@ -377,6 +392,10 @@ def estep_dense(X, a, b, center, inv_scale, w, means, U, offset, rows, log_prob_
     resp : (N, K) responsibilities to use instead of the E-step's (then ll = 0), or empty
     shared : every U_k is the same factor (tied): one whitening per chunk, and M[0] holds the
         sum over components of M_k (the others are zero) — all the tied M-step needs
+    work, ibits : float and int64 workspaces of at least :func:`work_size` and ``rows``
+        entries, reused across calls (no allocation per pass: with a low malloc trim
+        threshold, as Dask sets in its workers, freed buffers go back to the OS and every
+        allocation faults its pages in again); smaller ones are replaced by fresh buffers
 
     Returns
     -------
@@ -400,10 +419,17 @@ def estep_dense(X, a, b, center, inv_scale, w, means, U, offset, rows, log_prob_
     for i in range(a, b, rows):
         n = min(rows, b - i)
         if i == a or n < rows:  # contiguous buffers of exactly n columns
-            Zt, Yt, LP = np.empty((d, n)), np.empty((1 if shared else K, d + 1, n)), \
-                np.empty((K, n))
-            E, top, q, root = np.empty((K + 1, n)), np.empty(n), np.empty(n), np.empty(n)
-            bits = np.empty(n, dtype=np.int64)
+            F = 1 if shared else K
+            if work.shape[0] < work_size(True, d, K, shared, n) or ibits.shape[0] < n:
+                work, ibits = np.empty(work_size(True, d, K, shared, n)), \
+                    np.empty(n, dtype=np.int64)
+            Zt = _carve(work, 0, (d, n))
+            Yt = work[d * n:(d + F * (d + 1)) * n].reshape((F, d + 1, n))
+            o = (d + F * (d + 1)) * n
+            LP, E = _carve(work, o, (K, n)), _carve(work, o + K * n, (K + 1, n))
+            o += (2 * K + 1) * n
+            top, q, root = work[o:o + n], work[o + n:o + 2 * n], work[o + 2 * n:o + 3 * n]
+            bits = ibits[:n]
         ll += _dense_chunk(X, i, n, center, inv_scale, w, has_w, U, shift, shared, offset,
                            log_prob_out, i - a, resp, given, Zt, Yt, LP, E, top, q, root,
                            bits, tmp, blas, n_k, s1, M)
@@ -458,7 +484,7 @@ def _diagonal_chunk(X, i, n, center, inv_scale, w, has_w, means, inv_sd, offset,
 
 @njit(**_JIT)
 def estep_diagonal(X, a, b, center, inv_scale, w, means, inv_sd, offset, rows, log_prob_out,
-                   resp):
+                   resp, work, ibits):
     """:func:`estep_dense` for diagonal covariances: ``inv_sd`` (K, d) are 1/σ_kj.
 
     Returns
@@ -476,10 +502,16 @@ def estep_diagonal(X, a, b, center, inv_scale, w, means, inv_sd, offset, rows, l
     rows = max(1, min(rows, b - a))
     for i in range(a, b, rows):
         n = min(rows, b - i)
-        if i == a or n < rows:
-            Zt, Yk, LP = np.empty((d, n)), np.empty((d + 1, n)), np.empty((K, n))
-            E, top, q = np.empty((K + 1, n)), np.empty(n), np.empty(n)
-            bits = np.empty(n, dtype=np.int64)
+        if i == a or n < rows:  # views of the workspace (see estep_dense)
+            if work.shape[0] < work_size(False, d, K, False, n) or ibits.shape[0] < n:
+                work, ibits = np.empty(work_size(False, d, K, False, n)), \
+                    np.empty(n, dtype=np.int64)
+            Zt, Yk = _carve(work, 0, (d, n)), _carve(work, d * n, (d + 1, n))
+            o = (2 * d + 1) * n
+            LP, E = _carve(work, o, (K, n)), _carve(work, o + K * n, (K + 1, n))
+            o += (2 * K + 1) * n
+            top, q = work[o:o + n], work[o + n:o + 2 * n]
+            bits = ibits[:n]
         ll += _diagonal_chunk(X, i, n, center, inv_scale, w, has_w, means, inv_sd, offset,
                               log_prob_out, i - a, resp, given, Zt, Yk, LP, E, top, q, bits,
                               acc, n_k, s1, m2)
@@ -794,8 +826,8 @@ def log_offsets(weights, log_det, d):
 
 
 @njit(**_JIT)
-def em_map_dense(X, center, inv_scale, w, rows, weights, means, L, U, log_det, shared, omega,
-                 has_prior, alpha, kappa, m0, nu, psi, psi_chol, psi_log_det):
+def em_map_dense(X, center, inv_scale, w, rows, work, ibits, weights, means, L, U, log_det,
+                 shared, omega, has_prior, alpha, kappa, m0, nu, psi, psi_chol, psi_log_det):
     """F(θ) for dense covariances in one call: the E-pass, the log posterior at θ, the M-step
     and the factorisation of the new covariances.
 
@@ -805,7 +837,7 @@ def em_map_dense(X, center, inv_scale, w, rows, weights, means, L, U, log_det, s
     K, d = means.shape
     offset = log_offsets(weights, log_det, d)
     ll, n_k, s1, M = estep_dense(X, 0, X.shape[0], center, inv_scale, w, means, U, offset,
-                                 rows, np.empty((0, K)), np.empty((0, K)), shared)
+                                 rows, np.empty((0, K)), np.empty((0, K)), shared, work, ibits)
     log_post = omega * ll
     if has_prior:
         log_post += log_prior_dense(weights, means, U, log_det, alpha, kappa, m0, nu,
@@ -818,13 +850,15 @@ def em_map_dense(X, center, inv_scale, w, rows, weights, means, L, U, log_det, s
 
 
 @njit(**_JIT)
-def em_map_diagonal(X, center, inv_scale, w, rows, weights, means, sd, inv_sd, variances,
-                    log_det, shared, isotropic, omega, has_prior, alpha, kappa, m0, nu, psi):
+def em_map_diagonal(X, center, inv_scale, w, rows, work, ibits, weights, means, sd, inv_sd,
+                    variances, log_det, shared, isotropic, omega, has_prior, alpha, kappa, m0,
+                    nu, psi):
     """:func:`em_map_dense` for diagonal covariances (``variances`` (K, d))."""
     K, d = means.shape
     offset = log_offsets(weights, log_det, d)
     ll, n_k, s1, m2 = estep_diagonal(X, 0, X.shape[0], center, inv_scale, w, means, inv_sd,
-                                     offset, rows, np.empty((0, K)), np.empty((0, K)))
+                                     offset, rows, np.empty((0, K)), np.empty((0, K)), work,
+                                     ibits)
     log_post = omega * ll
     if has_prior:
         log_post += log_prior_diagonal(weights, means, variances, alpha, kappa, m0, nu, psi,

@@ -225,9 +225,13 @@ class Engine:
         self.k = _kernels()
         self._empty_lp = np.empty((0, K))
         self._empty_r = np.empty((0, K))
-        # the compiled EM map's arguments that do not change between iterations
         p, shared = self.kprior, not structure.per_component
-        self._data_args = (X, self.center, self.inv_scale, self.w, self.rows)
+        # one scratch workspace per thread, reused by every pass (_kernels.estep_dense)
+        block = max(1, min(self.rows, self.n))
+        self._work = [(np.empty(self.k.work_size(self.dense, self.d, K, shared, block)),
+                       np.empty(block, dtype=np.int64)) for _ in range(self.n_threads)]
+        # the compiled EM map's arguments that do not change between iterations
+        self._data_args = (X, self.center, self.inv_scale, self.w, self.rows, *self._work[0])
         self._model_args = (
             (shared, self.omega, prior is not None, p.alpha, p.shrinkage, p.mean, p.dof,
              p.scale, p.scale_factor, p.scale_log_det) if self.dense else
@@ -277,13 +281,14 @@ class Engine:
                              self.structure.from_kernel(state.covs, self.K, self.d))
 
     # ------------------------------------------------------------------ the E-pass
-    def _pass(self, state: State, a: int, b: int, log_prob_out, resp):
+    def _pass(self, state: State, a: int, b: int, log_prob_out, resp, thread: int = 0):
         offset = self.k.log_offsets(state.weights, state.log_det, self.d)
         args = (self.X, a, b, self.center, self.inv_scale, self.w, state.means,
                 state.inv_factor, offset, self.rows, log_prob_out, resp)
         if self.dense:
-            return self.k.estep_dense(*args, not self.structure.per_component)
-        return self.k.estep_diagonal(*args)
+            return self.k.estep_dense(*args, not self.structure.per_component,
+                                      *self._work[thread])
+        return self.k.estep_diagonal(*args, *self._work[thread])
 
     def estep(self, state: State, resp: np.ndarray | None = None) -> Stats:
         """One fused E-pass: log-likelihood and whitened statistics at ``state``.  With ``resp``
@@ -293,8 +298,9 @@ class Engine:
             return Stats(*self._pass(state, 0, self.n, self._empty_lp, resp))
         edges = np.linspace(0, self.n, self.n_threads + 1).astype(int)
         with ThreadPoolExecutor(self.n_threads) as pool:
-            parts = list(pool.map(lambda ab: self._pass(state, *ab, self._empty_lp, resp),
-                                  zip(edges[:-1], edges[1:])))
+            parts = list(pool.map(
+                lambda t: self._pass(state, edges[t], edges[t + 1], self._empty_lp, resp, t),
+                range(self.n_threads)))
         return Stats(*(sum(p[i] for p in parts) for i in range(4)))  # in block order
 
     def log_prob(self, state: State) -> np.ndarray:

@@ -119,6 +119,31 @@ def test_chunked_and_threaded_passes_equal_a_single_chunk(covariance):
     np.testing.assert_allclose(a.n_k, b.n_k, rtol=1e-13)
 
 
+@pytest.mark.parametrize("covariance", ["full", "tied", "diag"])
+def test_the_reused_workspace_leaves_nothing_behind(covariance):
+    """The E-pass's scratch is one workspace per engine, reused by every pass: a pass after
+    another state's pass equals a fresh engine's, and a too-small workspace (the kernel then
+    allocates its own) gives the same numbers."""
+    from bayesgmm.covariance import get_structure
+    from bayesgmm.estep import Engine, MixtureParams, working_coordinates
+
+    X = blobs(seed=4, n=500)
+    s = get_structure(covariance)
+    rng = np.random.default_rng(5)
+    first, second = (MixtureParams(*random_parameters(rng, 3, 3, covariance)) for _ in "ab")
+    coords = working_coordinates(X)
+    reused = Engine(X, None, s, 3, coords, chunk_rows=64)
+    reused.estep(reused.from_params(coords.to_working(first)))
+    fresh = Engine(X, None, s, 3, coords, chunk_rows=64)
+    bare = Engine(X, None, s, 3, coords, chunk_rows=64)
+    bare._work = [(np.empty(0), np.empty(0, dtype=np.int64))]
+    a, b, c = (e.estep(e.from_params(coords.to_working(second))) for e in (reused, fresh, bare))
+    for other in (b, c):
+        assert a.log_likelihood == other.log_likelihood
+        np.testing.assert_array_equal(a.moment, other.moment)
+        np.testing.assert_array_equal(a.n_k, other.n_k)
+
+
 def test_restarts_keep_the_best_log_posterior(monkeypatch):
     """Three starts in a known order — the best in the middle — so keeping the first or the
     last restart, rather than the best, fails."""
