@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .em import fit_map
 
-__all__ = ["map_over", "searched_fit"]
+__all__ = ["map_over", "searched_fit", "shared"]
 
 
 def map_over(executor, function, items) -> list:
@@ -20,6 +20,15 @@ def map_over(executor, function, items) -> list:
     if hasattr(executor, "gather"):
         return executor.gather(executor.map(function, items, pure=False))
     return list(executor.map(function, items))
+
+
+def shared(executor, X):
+    """``X`` as the jobs for ``executor`` should carry it: on a Dask ``Client``, scattered to
+    every worker once (jobs then carry a reference, resolved on the worker); otherwise ``X``
+    itself (a process pool pickles it with each job)."""
+    if hasattr(executor, "scatter"):
+        return executor.scatter(X, broadcast=True)
+    return X
 
 
 def searched_fit(job):

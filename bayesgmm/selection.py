@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from ._parallel import map_over, searched_fit
+from ._parallel import map_over, searched_fit, shared
 from ._validation import check_data, check_n_components, check_positive_int
 from .covariance import STRUCTURES, get_structure
 from .dask_em import dask_moments, is_dask_array, resolve_dask_prior
@@ -121,7 +121,9 @@ def select_model(X, n_components=range(1, 10), covariance=None,
         Candidates fitted concurrently on this many threads (the EM kernels release the GIL).
     executor : concurrent.futures.Executor or dask.distributed.Client, optional
         Runs the candidates' searches instead (e.g. a ``ProcessPoolExecutor``, or a Dask
-        ``Client`` to spread them over a cluster); the results are those of the serial run.
+        ``Client`` to spread them over a cluster, which receives X once); the results are
+        those of the serial run.  Not used for a Dask array X, whose fits are already spread
+        over its blocks.
 
     Returns
     -------
@@ -159,8 +161,10 @@ def select_model(X, n_components=range(1, 10), covariance=None,
     def fit(cell, **start):
         return fit_map(X, cell[0], cell[1], priors[cell], **settings, **start)
 
-    jobs = [(X, cell, priors[cell], dict(settings, init=init, n_init=n_init,
-                                         random_state=np.random.default_rng(seeds[cell])))
+    executor = None if on_dask else executor  # a Dask array's fits are spread over its blocks
+    data = shared(executor, X)
+    jobs = [(data, cell, priors[cell], dict(settings, init=init, n_init=n_init,
+                                            random_state=np.random.default_rng(seeds[cell])))
             for cell in cells]
     with ThreadPoolExecutor(n_jobs) as pool:
         fits = dict(zip(cells, map_over(executor or pool, searched_fit, jobs)))

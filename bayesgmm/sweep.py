@@ -7,12 +7,19 @@ A warm sweep must still report each setting's highest mode, not the mode its nei
 solution happens to lead to (measured on Old Faithful, K = 3: a plain warm path stayed on a
 lower mode in 45 of 100 settings, by up to 12.5 nats).  So it works in three steps: the
 default search (:func:`~bayesgmm.fit_map`) at the base prior and on a coarse lattice of the
-grid (each axis at its first, middle and last value);
-a snake path through the grid warm-starting each setting from the previous one; then
-*mode exchange*: every setting offers its solution to its grid neighbours (EM under the
-neighbour's prior from it), a neighbour that gains offers its new solution in turn, until no
-setting gains.  A mode found anywhere in the grid thus reaches every setting where it is the
-higher one.
+grid (each axis at its first, middle and last value); a snake path through the grid (each step
+one grid move), cut into as many segments as there are lattice points, each segment
+warm-starting every setting from the previous one (the first segment from the base fit, the
+others from the nearest lattice point's fit); then *mode exchange*: every setting offers its
+solution to its grid neighbours (EM under the neighbour's prior from it), a neighbour that
+gains offers its new solution in turn, until no setting gains.  A mode found anywhere in the
+grid thus reaches every setting where it is the higher one.
+
+Every step is a list of independent fits — the lattice searches, the segments, each round of
+the exchange — so an ``executor`` runs them in parallel, and the answer is the same with any
+executor or none.  Warm starts are kept where they pay: within a segment (a neighbouring
+setting's mode is a few EM iterations away) and in the exchange; only the segments' first
+settings start from a lattice point instead of their predecessor.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from ._parallel import map_over, searched_fit
+from ._parallel import map_over, searched_fit, shared
 from ._validation import check_data, check_n_components, feature_names_of
 from .alignment import component_permutation
 from .comparison import map_check, table_dataset
@@ -131,8 +138,11 @@ def prior_sweep(X, n_components: int, covariance: str = "full", base_prior="defa
     progress : bool
         Show a progress bar.
     executor : concurrent.futures.Executor or dask.distributed.Client, optional
-        Runs the independent searches — the lattice anchors, or every setting of a cold
-        sweep — in parallel (a process pool, or a Dask Client for a cluster).
+        Runs the independent fits in parallel — the lattice searches, the path's segments and
+        each round of mode exchange, or every setting of a cold sweep — on a process pool or a
+        Dask Client (which receives X once, scattered to its workers; a process pool pickles
+        X with each job).  The result is the serial one.  Not used for a Dask array X, whose
+        fits are already spread over its blocks.
 
     Returns
     -------
@@ -196,25 +206,62 @@ def _sweep_fits(X, n_components, covariance, base_prior, grid, *, base_fit, warm
     order = list(_snake(shape))
     streams = dict(zip(order, np.random.default_rng(random_state).spawn(len(order))))
     options = dict(tol=tol, max_iter=max_iter, warn_convergence=False)
-
-    def refit(idx, **start):
-        return fit_map(X, K, structure.name, prior=priors[idx], **options, **start)
+    model = (K, structure.name)
+    # a Dask array's fits are already spread over its blocks: they run one after another
+    executor = None if is_dask_array(X) else executor
+    data = shared(executor, X)
 
     def searched(settings) -> dict:  # independent default searches, on the executor
-        jobs = [(X, (K, structure.name), priors[idx],
-                 dict(options, n_init=n_init, random_state=streams[idx])) for idx in settings]
+        jobs = [(data, model, priors[idx], dict(options, n_init=n_init,
+                                                 random_state=streams[idx]))
+                for idx in settings]
         return dict(zip(settings, map_over(executor, searched_fit, jobs)))
+
+    def offers(targets) -> list:  # EM under each target's prior from the offered fit
+        jobs = [(data, model, priors[idx], dict(options, init=start)) for idx, start in targets]
+        return map_over(executor, searched_fit, jobs)
 
     if not warm_start:
         fits = searched(order)
     else:
-        fits = searched(_anchors(shape))  # searched anchors, seeds of the exchange
-        previous = base_fit
-        for idx in _progress(order, len(order), "prior sweep", progress):
-            fits[idx] = previous = _higher(refit(idx, init=previous), fits.get(idx))
-        _exchange_modes(fits, shape, lambda idx, fit: refit(idx, init=fit))
+        anchors = searched(_anchors(shape))  # searched anchors, seeds of the exchange
+        segments = _segments(order, len(anchors))
+        jobs = [(data, model, [priors[idx] for idx in segment],
+                 base_fit if i == 0 else anchors[_nearest(segment[0], anchors)],
+                 [anchors.get(idx) for idx in segment], options)
+                for i, segment in enumerate(segments)]
+        paths = map_over(executor, _warm_path,
+                         _progress(jobs, len(jobs), "prior sweep segments", progress))
+        fits = {idx: fit for segment, path in zip(segments, paths)
+                for idx, fit in zip(segment, path)}
+        _exchange_modes(fits, shape, offers)
     fits = {idx: aligned(fit, base_fit) for idx, fit in fits.items()}
     return axes, shape, fits, base_fit, priors
+
+
+def _segments(order: list, count: int) -> list[list]:
+    """``order`` cut into at most ``count`` contiguous pieces of near-equal length."""
+    count = max(1, min(count, len(order)))
+    bounds = np.linspace(0, len(order), count + 1).round().astype(int)
+    return [order[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _nearest(idx, anchors: dict):
+    """The anchor closest to ``idx`` in grid steps (the first of equals, in lattice order)."""
+    return min(anchors, key=lambda a: sum(abs(i - j) for i, j in zip(idx, a)))
+
+
+def _warm_path(job) -> list:
+    """One segment of a warm sweep (a job for the executor): ``(X, (K, covariance), priors,
+    start, searched, options)`` → a fit per prior, each EM started from the previous step's
+    result (the first from ``start``), keeping the higher of it and the step's searched fit
+    where there is one."""
+    X, (K, covariance), priors, previous, searched, options = job
+    path = []
+    for prior, known in zip(priors, searched):
+        previous = _higher(fit_map(X, K, covariance, prior, init=previous, **options), known)
+        path.append(previous)
+    return path
 
 
 def posterior_sweep(X, n_components: int, covariance: str = "full", base_prior="default",
@@ -334,22 +381,27 @@ def _neighbours(idx, shape):
                 yield idx[:axis] + (j,) + idx[axis + 1:]
 
 
-def _exchange_modes(fits: dict, shape, refit) -> None:
+def _exchange_modes(fits: dict, shape, offers) -> None:
     """Offer every setting's solution to its neighbours until no setting gains (in place).
 
-    Terminates: a setting is offered again only after its log posterior rose by more than
-    :data:`_GAIN`, and each setting's log posterior is bounded by its highest mode.
+    Works in rounds, so each round's refits are independent jobs: every pending setting
+    offers its solution to each neighbour (``offers([(neighbour, fit), ...])`` returns the
+    EM fits under the neighbours' priors), each neighbour keeps the best offer that beats
+    it, and the settings that gained are the next round's.  The result does not depend on
+    how the jobs are scheduled.  Terminates: a setting is pending again only after its log
+    posterior rose by more than :data:`_GAIN`, and each setting's log posterior is bounded
+    by its highest mode.
     """
     pending = list(fits)
     while pending:
-        idx = pending.pop(0)
-        for other in _neighbours(idx, shape):
-            candidate = refit(other, fits[idx])
-            if candidate.log_posterior > fits[other].log_posterior + _GAIN * abs(
-                    fits[other].log_posterior):
-                fits[other] = candidate
-                if other not in pending:
-                    pending.append(other)
+        targets = [(other, fits[idx]) for idx in pending for other in _neighbours(idx, shape)]
+        gained = {}
+        for (other, _), candidate in zip(targets, offers(targets)):
+            best = gained.get(other, fits[other])
+            if candidate.log_posterior > best.log_posterior + _GAIN * abs(best.log_posterior):
+                gained[other] = candidate
+        fits.update(gained)
+        pending = list(gained)
 
 
 def _sweep_dataset(axes, shape, fits, X, base_fit, names) -> xr.Dataset:

@@ -114,11 +114,17 @@ def test_a_local_cluster_gives_the_same_fit():
         allowed = 4_000 * 16 + fit.n_iter * big.numblocks[0] * 4096
         assert moved < allowed < big.nbytes / 10, (moved, allowed, big.nbytes)
 
-        # model selection's candidates spread over the cluster: the serial table
+        # model selection's candidates spread over the cluster (X scattered once): the serial
+        # table
         small = local[:3000]
         spread = bg.select_model(small, [1, 2, 3], ["full", "tied"], executor=client)
         serial = bg.select_model(small, [1, 2, 3], ["full", "tied"])
         np.testing.assert_array_equal(spread.table.log_posterior, serial.table.log_posterior)
+        # a warm prior sweep's lattice, segments and exchange rounds too: the serial sweep
+        grid = {"shrinkage": [0.01, 0.1, 1.0], "scale": [0.5, 1.0, 2.0]}
+        spread = bg.prior_sweep(small, 2, grid=grid, progress=False, executor=client)
+        serial = bg.prior_sweep(small, 2, grid=grid, progress=False)
+        np.testing.assert_array_equal(spread.log_posterior, serial.log_posterior)
 
 
 def test_model_selection_and_prior_sweeps_take_dask_arrays(faithful_array):

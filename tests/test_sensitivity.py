@@ -102,14 +102,15 @@ def test_mode_exchange_carries_a_higher_mode_across_the_grid():
               for i, k in enumerate([0.01, 0.03, 0.1, 0.3, 1.0])}
     stuck_start = MixtureParams(np.ones(3) / 3, np.array([[-0.5, 0], [0.5, 0], [3, 3.0]]),
                                 np.stack([np.eye(2), np.eye(2), 10 * np.eye(2)]))
-    refit = lambda idx, start: bg.fit_map(X, 3, prior=priors[idx], init=start,  # noqa: E731
-                                          tol=1e-10)
+    def refit(idx, start):
+        return bg.fit_map(X, 3, prior=priors[idx], init=start, tol=1e-10)
+
     fits = {idx: refit(idx, stuck_start) for idx in priors}
     best = {idx: bg.fit_map(X, 3, prior=p, random_state=0, tol=1e-10) for idx, p in
             priors.items()}
     assert all(fits[i].log_posterior < best[i].log_posterior - 100 for i in priors)
     fits[(4,)] = best[(4,)]
-    _exchange_modes(fits, (5,), refit)
+    _exchange_modes(fits, (5,), lambda targets: [refit(*t) for t in targets])
     for idx in priors:
         assert fits[idx].log_posterior == pytest.approx(best[idx].log_posterior, abs=1e-6)
 
