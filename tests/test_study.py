@@ -93,8 +93,9 @@ def test_demo_numbers_equal_the_python_api(demo, api):
 
     spec = load_spec(demo / "spec.toml")
     grid = {k: list(v) for k, v in spec.sensitivity.grid.items()}
-    sweep = bg.prior_sweep(X, 2, "full", fit.prior, grid, base_fit=fit, n_init=5, tol=1e-10,
-                           max_iter=1000, random_state=0, progress=False)
+    sweep = bg.prior_sweep(X, 2, "full", fit.prior, grid, base_fit=fit, n_init=spec.em.n_init,
+                           tol=spec.em.tol, max_iter=spec.em.max_iter, random_state=spec.seed,
+                           progress=False)  # the spec's own [em] settings
     saved_sweep = xr.open_dataset(demo / "sensitivity" / "sweep.nc")
     for var in ("weights", "means", "covariances", "log_posterior"):
         np.testing.assert_array_equal(saved_sweep[var].values, sweep[var].values)
