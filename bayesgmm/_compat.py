@@ -5,7 +5,8 @@ these: ``InferenceData`` becomes an xarray ``DataTree``, the statistics (R-hat, 
 PSIS, power-scaling) move to arviz-stats with new signatures and return types, plotting moves
 to arviz-plots, and PyMC's transform base class and sampling keywords move.  Each function below
 has a version-independent signature (plain xarray/numpy/pandas in and out), so moving to the
-new line means changing this module only.  ArviZ and PyMC are imported on first use.
+new line means changing this module only.  ArviZ and PyMC (and nutpie, an optional extra) are
+imported on first use.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from ._io import netcdf_bytes
 
 __all__ = ["rhat", "ess", "hdi", "loo", "psis_log_weights", "power_scaling_sensitivity",
            "summary", "inference_data", "inference_data_bytes",
-           "pymc_transform_base", "nuts_step", "sample_nuts", "set_data",
-           "add_log_likelihood_and_prior"]
+           "pymc_transform_base", "nuts_step", "sample_nuts", "nutpie_compile",
+           "nutpie_prepare", "nutpie_sample", "set_data", "add_log_likelihood_and_prior"]
 
 
 # ----------------------------------------------------------------------------- ArviZ
@@ -132,6 +133,47 @@ def sample_nuts(model, step, *, draws: int, tune: int, chains: int, cores: int, 
     if "constant_data" in idata.groups():
         del idata["constant_data"]
     return idata
+
+
+def nutpie_compile(model):
+    """nutpie's compiled model of ``model`` (Numba backend; its ``pm.Data`` stay replaceable by
+    :func:`nutpie_prepare`).  Raises ImportError when nutpie is not installed."""
+    import nutpie
+
+    return nutpie.compile_pymc_model(model, backend="numba", jitter_rvs=set())
+
+
+def nutpie_prepare(compiled, model, data: dict, initvals: dict):
+    """``compiled`` with new ``pm.Data`` values and every chain started at ``initvals`` (the
+    constrained values of the free variables) without jitter — nutpie's own start is fixed
+    when it compiles, so it is replaced here by the transformed point, flattened in nutpie's
+    order."""
+    import dataclasses
+
+    from pymc.initial_point import make_initial_point_fn
+
+    point = make_initial_point_fn(model=model, overrides=initvals, jitter_rvs=set(),
+                                  return_transformed=True)(0)
+    names, slices = compiled.shape_info[0], compiled.shape_info[1]
+    start = np.concatenate([np.ravel(point[name]) for name, where in zip(names, slices)
+                            if where.stop <= compiled.n_dim]).astype(float)
+    if start.size != compiled.n_dim:  # nutpie changed how it lays out its variables
+        raise RuntimeError(f"this nutpie lays out {compiled.n_dim} unconstrained values, the "
+                           f"model's start has {start.size}; use the tested nutpie 0.16")
+    return dataclasses.replace(compiled.with_data(**data),
+                               initial_point_func=lambda seed=None: start.copy())
+
+
+def nutpie_sample(compiled, *, draws: int, tune: int, chains: int, cores: int, random_seed,
+                  target_accept: float, progressbar: bool, variables):
+    """nutpie's sampler: the posterior of ``variables`` and the sample_stats (``diverging``
+    among them) as xarray Datasets."""
+    import nutpie
+
+    idata = nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, cores=cores,
+                          seed=random_seed, target_accept=target_accept,
+                          progress_bar=progressbar, save_warmup=False)
+    return idata.posterior[list(variables)], idata.sample_stats
 
 
 def set_data(model, values: dict) -> None:

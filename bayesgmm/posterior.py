@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pymc as pm
 import pytensor.tensor as pt
+import xarray as xr
 from pytensor.tensor.slinalg import cholesky, solve_triangular
 
 from . import _compat
@@ -33,7 +34,7 @@ from .health import SamplingInterrupted
 from .priors import posterior_model_inputs
 from .result import MixtureFit
 
-__all__ = ["build_model", "run_nuts", "SamplingInterrupted"]
+__all__ = ["build_model", "run_nuts", "run_nutpie", "SamplingInterrupted"]
 
 _LOG_2PI = float(np.log(2.0 * np.pi))
 _log = logging.getLogger("bayesgmm")
@@ -92,8 +93,11 @@ def _mixture_random(weights, means, chol, rng=None, size=None):
 
 
 def _inverse_wishart(hyper, structure, K, d):
-    return InverseWishart("covariances", hyper["prior_dof"], hyper["prior_scale"],
-                          dims=structure.dims)
+    # Ψ0 symmetrised (it is symmetric: the density is unchanged) so that its Cholesky factor is
+    # taken of a fresh array: nutpie hands pm.Data to Numba read-only, and PyTensor's Numba
+    # Cholesky cannot be compiled for a read-only input
+    scale = 0.5 * (hyper["prior_scale"] + hyper["prior_scale"].mT)
+    return InverseWishart("covariances", hyper["prior_dof"], scale, dims=structure.dims)
 
 
 def _inverse_gamma(hyper, structure, K, d):
@@ -223,12 +227,13 @@ _COMPILED_LOCK = threading.Lock()
 
 
 def _compiled_nuts(X, features, K: int, structure, prior, *, noncentred_means: bool,
-                   target_accept: float, backend: str) -> tuple[_CompiledNuts, bool]:
+                   target_accept: float | None, backend: str) -> tuple[_CompiledNuts, bool]:
     """The compiled model for this shape, and whether it was compiled now; :func:`run_nuts`
     sets the data and prior on it while holding the entry's lock.
 
     Everything that changes the graph is the key: the data's shape and feature names, K, the
-    structure, whether κ0 > 0, the means' parametrisation, the step's target and the backend.
+    structure, whether κ0 > 0, the means' parametrisation, the step's target and the backend
+    (``"nutpie"``: nutpie's compiled model as the step, its target given when sampling).
     Everything else — the data's values and every value of the prior — is ``pm.Data``, so a
     sweep that re-samples many priors, or bootstrap data of one size, compiles once
     per process.  The last :data:`_COMPILED_KEEP` shapes are kept.
@@ -240,8 +245,9 @@ def _compiled_nuts(X, features, K: int, structure, prior, *, noncentred_means: b
         compiled = entry is None
         if compiled:
             model = _model(X, features, K, structure, prior, noncentred_means=noncentred_means)
-            entry = _CompiledNuts(model, _compat.nuts_step(model, target_accept=target_accept,
-                                                           compile_mode=backend))
+            step = (_compat.nutpie_compile(model) if backend == "nutpie" else
+                    _compat.nuts_step(model, target_accept=target_accept, compile_mode=backend))
+            entry = _CompiledNuts(model, step)
         _COMPILED[key] = entry
         while len(_COMPILED) > _COMPILED_KEEP:
             _COMPILED.popitem(last=False)
@@ -296,5 +302,56 @@ def run_nuts(X, features, K: int, structure, prior, init: MixtureFit, *, draws: 
     idata.posterior.attrs["sampler"] = "nuts"
     idata.sample_stats.attrs.update(startup_time=guard.first_draw - guard.started,
                                     draw_time=time.perf_counter() - guard.first_draw,
+                                    compiled=int(compiled))
+    return idata
+
+
+def run_nutpie(X, features, K: int, structure, prior, init: MixtureFit, *, draws: int,
+               tune: int, chains: int, cores: int | None, random_seed, progressbar: bool,
+               target_accept: float, noncentred_means: bool):
+    """nutpie's NUTS on :func:`build_model` (the ``nutpie`` extra), every chain started at
+    ``init`` without jitter, with the ``log_likelihood`` and ``log_prior`` groups added.
+
+    The nutpie model is compiled once per shape and process like :func:`run_nuts`'s (a new
+    prior or new data of the same shape are nutpie's ``with_data``), but its compilation cannot
+    be cached across processes.  An interrupted run raises :class:`SamplingInterrupted` (nutpie
+    returns no partial draws here).
+
+    Returns
+    -------
+    arviz.InferenceData
+        As :func:`run_nuts`'s (``sample_stats`` holds nutpie's statistics).
+    """
+    started = time.perf_counter()
+    try:
+        entry, compiled = _compiled_nuts(X, features, K, structure, prior,
+                                         noncentred_means=noncentred_means,
+                                         target_accept=None, backend="nutpie")
+    except ImportError:
+        raise ImportError("sampler='nutpie' needs nutpie: pip install 'bayesgmm[nutpie]'"
+                          ) from None
+    data = {"x_data": X, **_hyperparameters(prior, structure, K, X.shape[1])}
+    with entry.lock:
+        _compat.set_data(entry.model, data)  # for the log-likelihood and log-prior groups
+        ready = _compat.nutpie_prepare(entry.step, entry.model, data, _initial_values(init))
+        ready_time = time.perf_counter()
+        try:
+            posterior, stats = _compat.nutpie_sample(
+                ready, draws=draws, tune=tune, chains=chains,
+                cores=cores or min(chains, os.cpu_count() or 1), random_seed=random_seed,
+                target_accept=target_accept, progressbar=progressbar,
+                variables=[v.name for v in entry.model.free_RVs] + (
+                    ["weights"] if K == 1 else []))
+        except KeyboardInterrupt:
+            raise SamplingInterrupted("sampling was interrupted; nutpie returns no partial "
+                                      "draws, so nothing is returned") from None
+        observed = xr.Dataset({"x": (("obs", "feature"), X)},
+                              coords={"obs": np.arange(len(X)), "feature": list(features)})
+        idata = _compat.inference_data(posterior=posterior, sample_stats=stats,
+                                       observed_data=observed)
+        _compat.add_log_likelihood_and_prior(idata, entry.model)
+    idata.posterior.attrs["sampler"] = "nutpie"
+    idata.sample_stats.attrs.update(startup_time=ready_time - started,
+                                    draw_time=time.perf_counter() - ready_time,
                                     compiled=int(compiled))
     return idata

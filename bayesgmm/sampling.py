@@ -25,10 +25,13 @@ from .scales import add_scales
 __all__ = ["sample_posterior", "resolve_sampler", "SAMPLERS", "SamplingInterrupted"]
 
 #: the samplers :func:`sample_posterior` offers ("auto" chooses: :func:`resolve_sampler`)
-SAMPLERS = ("auto", "gibbs", "nuts")
+SAMPLERS = ("auto", "gibbs", "nuts", "nutpie")
 #: NUTS's own options, with the values used when they are not given
 _NUTS_DEFAULTS = {"cores": None, "target_accept": 0.9, "backend": "NUMBA",
                   "noncentred_means": False}
+#: the samplers that take each option
+_OPTION_SAMPLERS = {"cores": ("nuts", "nutpie"), "target_accept": ("nuts", "nutpie"),
+                    "backend": ("nuts",), "noncentred_means": ("nuts", "nutpie")}
 _BLAS_ENV = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 #: draws and pointwise log-likelihoods may take at most this share of the machine's memory
 _MEMORY_SHARE = 0.5
@@ -94,14 +97,17 @@ def resolve_sampler(sampler: str, prior) -> str:
 
 
 def _nuts_options(sampler: str, given: dict) -> dict:
-    """NUTS's options with defaults filled in; an error naming any given to another sampler."""
-    misplaced = [name for name, value in given.items() if value is not None]
-    if sampler != "nuts" and misplaced:
+    """The options ``sampler`` takes, defaults filled in; an error naming any given to a
+    sampler without them."""
+    misplaced = [name for name, value in given.items()
+                 if value is not None and sampler not in _OPTION_SAMPLERS[name]]
+    if misplaced:
+        owners = " or ".join(f"sampler={s!r}" for s in _OPTION_SAMPLERS[misplaced[0]])
         raise ValueError(f"{', '.join(misplaced)} {'applies' if len(misplaced) == 1 else 'apply'}"
-                         f" to sampler='nuts' only; sampler={sampler!r} has no such option "
-                         "(leave it out, or pass sampler='nuts')")
+                         f" to {owners} only; sampler={sampler!r} has no such option "
+                         f"(leave it out, or pass {owners})")
     return {name: _NUTS_DEFAULTS[name] if value is None else value
-            for name, value in given.items()}
+            for name, value in given.items() if sampler in _OPTION_SAMPLERS[name]}
 
 
 def sample_posterior(X, n_components: int, covariance: str = "full", prior="default", *,
@@ -119,13 +125,16 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
     covariance : {"full", "tied", "diag", "spherical"}
     prior : GMMPrior, "default" or "mclust"
         The same prior object :func:`~bayesgmm.fit_map` takes (a proper prior is required).
-    sampler : {"auto", "gibbs", "nuts"}
+    sampler : {"auto", "gibbs", "nuts", "nutpie"}
         ``"gibbs"``: the conjugate blocked Gibbs sampler of :mod:`bayesgmm.gibbs` — no
         compilation, moves freely between the posterior's label-permuted modes; needs
         shrinkage κ0 > 0.  ``"nuts"``: PyMC's NUTS on :func:`~bayesgmm.build_model`
         (compiled once per model shape and process).  ``"auto"`` (default): Gibbs when
         κ0 > 0, else NUTS (:func:`resolve_sampler` says why).  Both return the same
         InferenceData; ``posterior.attrs["sampler"]`` names the one that ran.
+        ``"nutpie"`` (the ``nutpie`` extra): nutpie's NUTS on the same model, compiled once
+        per shape and process, from ``init`` without jitter (``benchmarks/README.md`` has
+        its cost); it keeps no partial draws on Ctrl-C.
     init : MixtureFit, optional
         Starting point of every chain; by default ``fit_map`` is run (its default search,
         seeded by ``random_seed``).
@@ -139,15 +148,16 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
         ``posterior.attrs["partial"] = 1`` with ``draws_requested``; :func:`bayesgmm.compare`
         says so and report folders refuse them.
     cores : int, optional
-        NUTS only: worker processes.  Default: 1 with the Numba backend (each worker process
-        would compile the model again), else min(chains, CPUs).
+        NUTS: worker processes; default 1 with the Numba backend (each worker process would
+        compile the model again), else min(chains, CPUs).  nutpie: threads, default
+        min(chains, CPUs).
     target_accept : float, optional
-        NUTS only: the target acceptance rate, in (0, 1) (default 0.9).
+        NUTS and nutpie only: the target acceptance rate, in (0, 1) (default 0.9).
     backend : {"NUMBA", "C", "FAST_RUN", ...}, optional
         NUTS only: PyTensor's compilation mode of the log density (default "NUMBA", which
         compiles and evaluates faster than C on these models; ``benchmarks/README.md``).
     noncentred_means : bool, optional
-        NUTS only: see :func:`~bayesgmm.build_model` (default False).
+        NUTS and nutpie only: see :func:`~bayesgmm.build_model` (default False).
 
     Returns
     -------
@@ -178,9 +188,12 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
     X, features, K, structure, prior = posterior_model_inputs(X, n_components, covariance,
                                                               prior)
     sampler = resolve_sampler(sampler, prior)
+    if sampler == "nutpie" and allow_partial:
+        raise ValueError("allow_partial applies to sampler='nuts' and sampler='gibbs' only: "
+                         "nutpie returns no partial draws (leave it out)")
     nuts = _nuts_options(sampler, {"cores": cores, "target_accept": target_accept,
                                    "backend": backend, "noncentred_means": noncentred_means})
-    if sampler == "nuts":
+    if sampler in ("nuts", "nutpie"):
         nuts["target_accept"] = check_probability(nuts["target_accept"], "target_accept")
         if nuts["cores"] is not None:
             nuts["cores"] = check_positive_int(nuts["cores"], "cores")
@@ -203,6 +216,14 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
     with _single_threaded_blas():
         if sampler == "gibbs":
             idata = sample_gibbs(X, features, K, structure, prior, init.params, **run)
+        elif sampler == "nutpie":
+            from .posterior import run_nutpie
+
+            seed = (random_seed if random_seed is None or isinstance(random_seed, int)
+                    else int(np.random.default_rng(random_seed).integers(2**63)))
+            run.update(random_seed=seed)
+            del run["allow_partial"]
+            idata = run_nutpie(X, features, K, structure, prior, init, **run, **nuts)
         else:
             from .posterior import run_nuts
 

@@ -18,8 +18,8 @@ Schema (every table but ``[data]`` and ``[model]`` is optional)::
     [prior]      style = "default" | "mclust" | "none", and overrides of shrinkage, dof,
                  scale (a multiplier on Ψ0), mean, concentration
     [em]         init, n_init, tol, max_iter, acceleration
-    [sampler]    method = "auto" | "gibbs" | "nuts", draws, tune, chains, target_accept and
-                 noncentred_means (NUTS only), relabel, hdi_prob
+    [sampler]    method = "auto" | "gibbs" | "nuts" | "nutpie", draws, tune, chains,
+                 target_accept and noncentred_means (NUTS, nutpie), relabel, hdi_prob
     [sensitivity] grid = {axis = [values], ...}, power_scaling = true
 """
 
@@ -250,7 +250,8 @@ class EMSpec:
 @dataclass(frozen=True)
 class SamplerSpec:
     """Settings of :func:`bayesgmm.sample_posterior` and :func:`bayesgmm.compare`
-    (``method`` is its ``sampler``; ``target_accept`` and ``noncentred_means`` apply to NUTS)."""
+    (``method`` is its ``sampler``; ``target_accept`` and ``noncentred_means`` apply to NUTS and
+    nutpie)."""
 
     method: str = _check(_choice(*SAMPLERS), "auto")
     draws: int = _check(_integer(1), 1000)

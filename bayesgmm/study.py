@@ -182,7 +182,7 @@ def run_study(spec: StudySpec, stages=None, *, progress: bool = True, log=None) 
         method = resolve_sampler(sampler.method, prior)
         nuts = ({"target_accept": sampler.target_accept,
                  "noncentred_means": sampler.noncentred_means}
-                if method == "nuts" else {})
+                if method in ("nuts", "nutpie") else {})
         result.idata = timed("sample", f"{method.upper()}: {sampler.chains} chains × "
                              f"({sampler.tune} {'tune' if nuts else 'burn-in'} + "
                              f"{sampler.draws} draws), starting at the MAP-EM estimate",
