@@ -167,10 +167,12 @@ class DaskEngine(Engine):
         if resp is not None:
             raise ValueError("a responsibility-matrix start is not available for Dask arrays; "
                              "start from parameters or a method")
-        task = dask.delayed(_block_statistics, pure=True)
+        # pure=False: random keys, so Dask does not hash the state and the structure for every
+        # block of every evaluation (22 ms → 5 ms per evaluation on 8 blocks, measured by hand)
+        task = dask.delayed(_block_statistics, pure=False)
         level = [task(b, w, state, self.structure, self.K, self.coords)
                  for b, w in zip(self._blocks, self._weights)]
-        total = dask.delayed(_sum_statistics, pure=True)
+        total = dask.delayed(_sum_statistics, pure=False)
         while len(level) > 1:  # a tree: no single task receives every block's statistics
             level = [total(*level[i:i + self.split_every])
                      for i in range(0, len(level), self.split_every)]
