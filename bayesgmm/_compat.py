@@ -160,7 +160,8 @@ def nutpie_prepare(compiled, model, data: dict, initvals: dict):
     if start.size != compiled.n_dim:  # nutpie changed how it lays out its variables
         raise RuntimeError(f"this nutpie lays out {compiled.n_dim} unconstrained values, the "
                            f"model's start has {start.size}; use the tested nutpie 0.16")
-    return dataclasses.replace(compiled.with_data(**data),
+    used = {name: value for name, value in data.items() if name in compiled.shared_data}
+    return dataclasses.replace(compiled.with_data(**used),  # (K = 1 has no concentration)
                                initial_point_func=lambda seed=None: start.copy())
 
 

@@ -316,8 +316,8 @@ def test_gibbs_and_nuts_agree_on_old_faithful(faithful, faithful_nuts):
 def test_nutpie_samples_the_same_posterior(faithful, faithful_nuts):
     """sampler="nutpie" (the optional extra) returns the PyMC path's groups and dims, its
     posterior means agree with NUTS's within 4.5 combined Monte-Carlo standard errors, and a
-    second prior reuses the compiled model: draws equal to a freshly compiled model's.
-    ≈ 60 s (two nutpie compilations)."""
+    second prior reuses the compiled model: draws equal to a freshly compiled model's; K = 1
+    works too.  ≈ 80 s (three nutpie compilations)."""
     pytest.importorskip("nutpie")
     from bayesgmm import posterior
 
@@ -349,6 +349,11 @@ def test_nutpie_samples_the_same_posterior(faithful, faithful_nuts):
     assert (cached.sample_stats.attrs["compiled"], fresh.sample_stats.attrs["compiled"]) == (0, 1)
     for name in ("weights", "means", "covariances"):
         np.testing.assert_array_equal(cached.posterior[name].values, fresh.posterior[name].values)
+
+    # K = 1: no Dirichlet, so the model has no concentration to set; the weight is the constant 1
+    one = bg.sample_posterior(faithful, 1, "diag", sampler="nutpie", draws=50, tune=50,
+                              chains=2, random_seed=0, progressbar=False)
+    np.testing.assert_array_equal(one.posterior["weights"].values, 1.0)
 
 
 # ----------------------------------------------------------------------------- prior sweeps
