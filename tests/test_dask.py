@@ -176,3 +176,24 @@ def test_a_worker_lost_mid_fit_does_not_change_the_answer():
         assert killed_mid_fit and "fit" in result
         expected = bg.fit_map(local, 2, init=start, tol=0, max_iter=60, warn_convergence=False)
         _assert_same_fit(expected, result["fit"], rtol=1e-9)
+
+
+@pytest.mark.slow
+def test_the_readme_large_data_example_runs(tmp_path):
+    """The README's "Large data" example, as a user would run it: a script on a fresh
+    LocalCluster of 2 worker processes. ≈ 20 s."""
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Large data"):]
+    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    script = tmp_path / "large_data.py"
+    script.write_text(code)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    numbers = [float(v) for v in re.findall(r"-?\d+\.\d+", done.stdout)]
+    assert sorted(numbers[:4]) == pytest.approx([0.0, 0.0, 4.0, 4.0], abs=0.05), done.stdout
