@@ -181,8 +181,8 @@ def main(quick: bool, store: Path | None):
                     "blas_threads": 1, "threads_per_worker": 1},
         "versions": {"dask": dask.__version__, "distributed": distributed.__version__,
                      "zarr": zarr.__version__},
-        "model": f"K = {K}, full covariances, d = {D}, default prior; {ITERATIONS} EM "
-                 "iterations timed after one warm-up iteration",
+        "model": f"K = {K}, full covariances, d = {D}, default prior; at most {ITERATIONS} EM-map "
+                 "evaluations timed after one warm-up evaluation",
         "chunk_rows": CHUNK, "write_seconds": {str(n): s for n, s in written.items()},
         "runs": rows,
     }
