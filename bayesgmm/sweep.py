@@ -279,9 +279,9 @@ def posterior_sweep(X, n_components: int, covariance: str = "full", base_prior="
     ----------
     X, n_components, covariance, base_prior, grid
         As for :func:`prior_sweep`.
-    sampler : {"gibbs", "nuts", "auto"}
-        NUTS compiles its model once for the whole sweep (the prior's values are the model's
-        data), so a NUTS sweep costs one compilation plus sampling per setting.
+    sampler : {"gibbs", "nuts", "nutpie", "auto"}
+        NUTS (and nutpie) compiles its model once for the whole sweep (the prior's values are
+        the model's data), so a NUTS sweep costs one compilation plus sampling per setting.
     draws, tune, chains : int
         Per setting.
     hdi_prob : float
