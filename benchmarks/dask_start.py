@@ -39,9 +39,9 @@ import bayesgmm as bg  # noqa: E402
 from bayesgmm import search  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _results import markdown_table, write_results  # noqa: E402
 from init_cases import _mixture, _student  # noqa: E402
 
-OUT = Path(__file__).parent / "results"
 N, CHUNK, REACHED = 40_000, 5_000, 1e-3
 
 
@@ -105,19 +105,15 @@ def main(quick: bool):
                           "blas_threads": 1},
               "search_rows": search.SEARCH_ROWS, "chunk_rows": CHUNK,
               "reached_within_nats": REACHED, "rows": rows}
-    OUT.mkdir(exist_ok=True)
-    stem = "dask_start_quick" if quick else "dask_start"
-    (OUT / f"{stem}.json").write_text(json.dumps(result, indent=2))
-    lines = ["| case | N | start | seeds reaching the best-known mode | largest gap (nats) | "
-             "median s per fit |", "|---|---:|---|---:|---:|---:|"]
-    lines += [f"| {r['case']} | {r['N']:,} | {r['way']} | {r['reached']} / {r['seeds']} | "
-              f"{r['largest_gap_nats']:.3g} | {r['median_seconds']:.2f} |" for r in rows]
-    (OUT / f"{stem}.md").write_text(
-        f"Default search on ≤ {search.SEARCH_ROWS:,} sampled rows (Dask: sampled from blocks of "
-        f"{CHUNK:,} rows) vs the search on all rows; BLAS at one thread.\n\n"
-        + "\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+    table = markdown_table(
+        ["case", "N", "start", "seeds reaching the best-known mode", "largest gap (nats)",
+         "median s per fit"], ["---", "---:", "---", "---:", "---:", "---:"],
+        [[r["case"], f"{r['N']:,}", r["way"], f"{r['reached']} / {r['seeds']}",
+          f"{r['largest_gap_nats']:.3g}", f"{r['median_seconds']:.2f}"] for r in rows])
+    write_results("dask_start_quick" if quick else "dask_start", result,
+                  f"Default search on ≤ {search.SEARCH_ROWS:,} sampled rows (Dask: sampled from "
+                  f"blocks of {CHUNK:,} rows) vs the search on all rows; BLAS at one thread.",
+                  table)
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -34,6 +34,7 @@ import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -42,7 +43,9 @@ import numpy as np  # noqa: E402
 
 import bayesgmm as bg  # noqa: E402
 
-OUT = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).parent))
+from _results import markdown_table, write_results  # noqa: E402
+
 D, K, CHUNK = 4, 3, 250_000
 MEANS = np.array([[0.0, 0, 0, 0], [2.5, 1, 0, -1], [0, 2.5, 1.5, 1]])
 ITERATIONS = 10
@@ -186,27 +189,24 @@ def main(quick: bool, store: Path | None):
         "chunk_rows": CHUNK, "write_seconds": {str(n): s for n, s in written.items()},
         "runs": rows,
     }
-    OUT.mkdir(exist_ok=True)
-    stem = "out_of_core_quick" if quick else "out_of_core"
-    (OUT / f"{stem}.json").write_text(json.dumps(result, indent=2))
-    lines = ["| rows | data (GiB) | path | workers | memory limit per worker | start (s) | "
-             "s per EM-map evaluation | rows/s per worker | "
-             "worker RSS loaded → peak during the fit (MiB) |",
-             "|---:|---:|---|---:|---|---:|---:|---:|---|"]
+    cells = []
     for r in rows:
         on_dask = r["path"] == "dask"
-        cells = [f"{r['rows']:.0e}", f"{r['rows'] * D * 8 / 2**30:.2f}", r["path"],
-                 str(r["workers"]), r["memory_limit"] or "—",
-                 f"{r['start_seconds']:.1f}" if on_dask else "—",
-                 f"{r['em_seconds'] / r['iterations']:.2f}",
-                 f"{r['rows_per_second_per_worker'] / 1e6:.1f} M",
-                 f"{r['worker_rss_loaded_mib']:.0f} → {r['worker_peak_rss_mib']:.0f}" if on_dask
-                 else f"(the data: {r['data_mib']:.0f} in the process)"]
-        lines.append("| " + " | ".join(cells) + " |")
-    (OUT / f"{stem}.md").write_text(
-        f"{result['model']}; {os.cpu_count()} CPUs, one thread and one BLAS thread per worker; "
-        f"Zarr chunks of {CHUNK:,} rows.\n\n" + "\n".join(lines) + "\n")
-    print("\n".join(lines))
+        cells.append([f"{r['rows']:.0e}", f"{r['rows'] * D * 8 / 2**30:.2f}", r["path"],
+                      str(r["workers"]), r["memory_limit"] or "—",
+                      f"{r['start_seconds']:.1f}" if on_dask else "—",
+                      f"{r['em_seconds'] / r['iterations']:.2f}",
+                      f"{r['rows_per_second_per_worker'] / 1e6:.1f} M",
+                      f"{r['worker_rss_loaded_mib']:.0f} → {r['worker_peak_rss_mib']:.0f}"
+                      if on_dask else f"(the data: {r['data_mib']:.0f} in the process)"])
+    table = markdown_table(
+        ["rows", "data (GiB)", "path", "workers", "memory limit per worker", "start (s)",
+         "s per EM-map evaluation", "rows/s per worker",
+         "worker RSS loaded → peak during the fit (MiB)"],
+        ["---:", "---:", "---", "---:", "---", "---:", "---:", "---:", "---"], cells)
+    write_results("out_of_core_quick" if quick else "out_of_core", result,
+                  f"{result['model']}; {os.cpu_count()} CPUs, one thread and one BLAS thread per "
+                  f"worker; Zarr chunks of {CHUNK:,} rows.", table)
 
 
 def _total_memory_gib() -> float:

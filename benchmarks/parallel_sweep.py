@@ -20,7 +20,6 @@ for _var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -32,9 +31,9 @@ import numpy as np  # noqa: E402
 import bayesgmm as bg  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
+from _results import markdown_table, write_results  # noqa: E402
 from init_cases import simulated  # noqa: E402
 
-OUT = Path(__file__).parent / "results"
 
 
 def _executor(kind: str, workers: int):
@@ -94,20 +93,17 @@ def main(quick: bool = False):
         "data": "overlap3000 (N = 3 000, d = 2), K = 3, full",
         "settings": n * n, "repeats": repeats, "rows": rows,
     }
-    OUT.mkdir(exist_ok=True)
-    stem = "parallel_sweep_quick" if quick else "parallel_sweep"
-    (OUT / f"{stem}.json").write_text(json.dumps(result, indent=2))
-    lines = ["| sweep | executor | workers | seconds (median) | speed-up over serial | "
-             "same answer as serial |", "|---|---|---:|---:|---:|---|"]
-    for r in sorted(rows, key=lambda r: (r["sweep"] != "warm", r["executor"], r["workers"])):
-        lines.append(f"| {r['sweep']} | {r['executor']} | {r['workers']} | {r['seconds']:.1f} | "
-                     f"{r['speedup_over_serial']:.2f}× | {'yes' if r['identical_to_serial'] else 'NO'} |")
-    (OUT / f"{stem}.md").write_text(
-        f"{n * n}-setting prior sweep, {result['data']}; {repeats} interleaved repeat(s), "
-        f"{os.cpu_count()} CPUs, one thread and one BLAS thread per worker.\n\n"
-        + "\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+    ordered = sorted(rows, key=lambda r: (r["sweep"] != "warm", r["executor"], r["workers"]))
+    table = markdown_table(
+        ["sweep", "executor", "workers", "seconds (median)", "speed-up over serial",
+         "same answer as serial"], ["---", "---", "---:", "---:", "---:", "---"],
+        [[r["sweep"], r["executor"], str(r["workers"]), f"{r['seconds']:.1f}",
+          f"{r['speedup_over_serial']:.2f}×", "yes" if r["identical_to_serial"] else "NO"]
+         for r in ordered])
+    write_results("parallel_sweep_quick" if quick else "parallel_sweep", result,
+                  f"{n * n}-setting prior sweep, {result['data']}; {repeats} interleaved "
+                  f"repeat(s), {os.cpu_count()} CPUs, one thread and one BLAS thread per worker.",
+                  table)
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
