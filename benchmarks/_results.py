@@ -14,10 +14,11 @@ def markdown_table(header: list[str], align: list[str], rows: list[list[str]]) -
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
-def write_results(stem: str, result: dict, intro: str, table: str) -> None:
-    """``results/<stem>.json`` and ``results/<stem>.md`` (intro, blank line, table); the table
-    is printed too.  ``--quick`` runs pass a ``*_quick`` stem (not committed)."""
+def write_results(stem: str, result: dict, intro: str | None, table: str) -> None:
+    """``results/<stem>.json`` and ``results/<stem>.md`` (the intro and a blank line, if any,
+    then the table); the table is printed too.  ``--quick`` runs pass a ``*_quick`` stem (not
+    committed)."""
     OUT.mkdir(exist_ok=True)
     (OUT / f"{stem}.json").write_text(json.dumps(result, indent=2))
-    (OUT / f"{stem}.md").write_text(f"{intro}\n\n{table}\n")
+    (OUT / f"{stem}.md").write_text(("" if intro is None else f"{intro}\n\n") + f"{table}\n")
     print(table)

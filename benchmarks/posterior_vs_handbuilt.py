@@ -26,6 +26,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 import warnings
 from dataclasses import replace
@@ -40,7 +41,8 @@ import pymc as pm  # noqa: E402
 
 import bayesgmm as bg  # noqa: E402
 
-OUT = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).parent))
+from _results import OUT, markdown_table, write_results  # noqa: E402
 
 
 def handbuilt_model(X, K):
@@ -167,23 +169,22 @@ def main():
         rows = run(X, K, draws, tune, seed=2026, ours_only=args.ours_only)
         result["runs"].setdefault(f"K={K}", {}).update(rows)
         print(json.dumps(rows, indent=1), flush=True)
-    OUT.mkdir(exist_ok=True)
-    (OUT / f"posterior_vs_handbuilt{suffix}.json").write_text(json.dumps(result, indent=2))
-    lines = ["| K | run | start-up s | first draw s | sampling s | "
-             "min bulk ESS (weights, means) | ESS/s | min bulk ESS (all) | max R-hat | "
-             "divergences |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    write_results(f"posterior_vs_handbuilt{suffix}", result, None, table(result))
+
+
+def table(result: dict) -> str:
+    """The Markdown table of a result."""
+    cells = []
     for key, rows in result["runs"].items():
         for name, r in rows.items():
             first = "—" if r.get("first_draw_s") is None else f"{r['first_draw_s']:.1f}"
-            lines.append(f"| {key[2:]} | {name} | {r['startup_s']:.1f} | {first} | "
-                         f"{r['sampling_s']:.1f} | "
-                         f"{r['min_ess_bulk_shared']:.0f} | {r['ess_per_s_shared']:.1f} | "
-                         f"{r['min_ess_bulk_all']:.0f} | {r['max_rhat']:.3f} | "
-                         f"{r['divergences']} |")
-    (OUT / f"posterior_vs_handbuilt{suffix}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+            cells.append([key[2:], name, f"{r['startup_s']:.1f}", first, f"{r['sampling_s']:.1f}",
+                          f"{r['min_ess_bulk_shared']:.0f}", f"{r['ess_per_s_shared']:.1f}",
+                          f"{r['min_ess_bulk_all']:.0f}", f"{r['max_rhat']:.3f}",
+                          str(r["divergences"])])
+    return markdown_table(
+        ["K", "run", "start-up s", "first draw s", "sampling s", "min bulk ESS (weights, means)",
+         "ESS/s", "min bulk ESS (all)", "max R-hat", "divergences"], ["---"] * 10, cells)
 
 if __name__ == "__main__":
     main()

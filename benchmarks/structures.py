@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -28,7 +29,8 @@ import numpy as np  # noqa: E402
 import bayesgmm as bg  # noqa: E402
 from bayesgmm.covariance import STRUCTURES  # noqa: E402
 
-OUT = Path(__file__).parent / "results"
+sys.path.insert(0, str(Path(__file__).parent))
+from _results import markdown_table, write_results  # noqa: E402
 
 
 def data_sets(quick: bool):
@@ -78,18 +80,18 @@ def main():
                           "n_cpus": os.cpu_count(),
                           "OPENBLAS_NUM_THREADS": os.environ["OPENBLAS_NUM_THREADS"]},
               "repeats": repeats, "rows": rows}
-    suffix = "_quick" if args.quick else ""
-    OUT.mkdir(exist_ok=True)
-    (OUT / f"structures{suffix}.json").write_text(json.dumps(result, indent=2))
-    lines = ["| data | structure | median s | iterations | ms / iteration | × full (time) | "
-             "× full (per iteration) |", "|---|---|---|---|---|---|---|"]
-    for r in rows:
-        lines.append(f"| {r['data']} | {r['covariance']} | {r['median_s']:.4f} | "
-                     f"{r['iterations']} | {r['per_iteration_ms']:.3f} | "
-                     f"{r['ratio_to_full']:.2f} | {r['per_iteration_ratio_to_full']:.2f} |")
-    (OUT / f"structures{suffix}.md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results("structures_quick" if args.quick else "structures", result, None,
+                  table(result))
 
+
+def table(result: dict) -> str:
+    """The Markdown table of a result."""
+    return markdown_table(
+        ["data", "structure", "median s", "iterations", "ms / iteration", "× full (time)",
+         "× full (per iteration)"], ["---"] * 7,
+        [[r["data"], r["covariance"], f"{r['median_s']:.4f}", str(r["iterations"]),
+          f"{r['per_iteration_ms']:.3f}", f"{r['ratio_to_full']:.2f}",
+          f"{r['per_iteration_ratio_to_full']:.2f}"] for r in result["rows"]])
 
 if __name__ == "__main__":
     main()
