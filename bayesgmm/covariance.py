@@ -102,10 +102,11 @@ class CovarianceStructure:
         The data-scaled default Ψ0 before the K^(−2/d) factor, from the data covariance:
         ``style`` "default" or "mclust" (Fraley & Raftery 2007; derivation §4).
     pymc_distribution : str or None
-        The prior of the covariances as a PyMC variable: ``"InverseWishart"`` (matrix blocks)
-        or ``"InverseGamma"`` (variances), built by :mod:`bayesgmm.posterior`; None where the
-        prior restricted to the structure's set is no density the samplers can draw
-        (:mod:`bayesgmm.decomposition`), which they then refuse.
+        The prior of the covariances as a PyMC variable, built by :mod:`bayesgmm.posterior`:
+        ``"InverseWishart"`` (matrix blocks), ``"InverseGamma"`` (variances) or
+        ``"RestrictedInverseGamma"`` (the variances of VEI and EVI, sampled in their free log
+        coordinates: derivation §4c); None where the prior restricted to the structure's set
+        has no parametrisation the samplers draw (the orientation models), which they refuse.
 
     to_unconstrained : callable (covariances,) -> (p,)
         An unconstrained vector (log-Cholesky entries or log variances), p = n_parameters.
@@ -146,6 +147,13 @@ class CovarianceStructure:
         """Pickled by name: a row of :data:`STRUCTURES` is a singleton (its functions are
         lambdas, which pickle cannot store), so fits, priors and estimators pickle."""
         return get_structure, (self.name,)
+
+    @property
+    def conjugate(self) -> bool:
+        """Each prior block is conjugate to the complete-data likelihood, so the Gibbs sampler
+        draws the covariances exactly (not the constrained models of
+        :mod:`bayesgmm.decomposition`)."""
+        return self.constrained_mstep is None
 
     @property
     def matrix_valued(self) -> bool:
@@ -388,7 +396,8 @@ def _decomposed(model: str) -> CovarianceStructure:
     return replace(
         base, name=model,
         n_parameters=partial(decomposition.n_covariance_parameters, model),
-        pymc_distribution=None,
+        pymc_distribution=("RestrictedInverseGamma" if model in decomposition.DIAGONAL_MODELS
+                           else None),
         to_unconstrained=partial(decomposition.to_unconstrained, model),
         from_unconstrained=partial(decomposition.from_unconstrained, model),
         constrained_mstep=partial(decomposition.constrained_mstep, model))

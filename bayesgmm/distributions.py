@@ -1,10 +1,14 @@
-"""An inverse-Wishart distribution for PyMC, with the covariance matrix as the value variable.
+"""PyMC distributions of covariances the library lacks, with the covariance as the value variable.
 
 PyMC ships no inverse-Wishart; its Wishart has no transform, and a Wishart on the precision has its
 mode elsewhere than the inverse-Wishart on the covariance.  Here Σ itself is the value variable:
 its log density is :func:`bayesgmm.priors.invwishart_logpdf` (the one definition the MAP-EM prior
 uses), and :class:`LogCholesky` maps it bijectively to unconstrained space so NUTS can sample it,
 while ``compile_logp(jacobian=False)`` and ``pm.find_MAP`` see the density in Σ-space.
+
+:func:`RestrictedInverseGamma` does the same for the variances of mclust's VEI and EVI models
+(σ²_kj = λ_k a_j, resp. λ a_kj, with ∏_j a_j = 1): the inverse-gamma prior of ``diag`` evaluated
+on that set, sampled through :class:`LogVolumeShape` (``docs/derivation.md`` §4c).
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from pytensor.tensor.slinalg import cholesky, solve_triangular
 from scipy import stats
 
 from ._compat import pymc_transform_base
+from .decomposition import DIAGONAL_MODELS
 from .priors import invwishart_logpdf
 
 Transform = pymc_transform_base()
 
-__all__ = ["InverseWishart", "LogCholesky", "NonCentred", "pytensor_ops"]
+__all__ = ["InverseWishart", "LogCholesky", "NonCentred", "RestrictedInverseGamma",
+           "LogVolumeShape", "pytensor_ops"]
 
 
 def _static_size(a) -> int:
@@ -173,3 +179,103 @@ class NonCentred(Transform):
     def log_jac_det(self, value, *inputs):
         _, L = self._mean_and_factor(inputs)
         return pt.sum(pt.log(pt.diagonal(L, axis1=-2, axis2=-1)), axis=-1)
+
+
+class LogVolumeShape(Transform):
+    """Variances σ² (K, d) of a VEI or EVI model ↔ their free log coordinates z.
+
+    VEI: log σ²_kj = l_k + u_j, z = (l_1..l_K, u_1..u_{d−1});  EVI: log σ²_kj = l + v_kj,
+    z = (l, v_k1..v_k(d−1) for each k) — the last shape coordinate of each shape is minus the sum
+    of the others (∏_j a_j = 1).  ``forward`` projects any positive (K, d) array onto the set
+    (least squares in log σ²), so it is the inverse of ``backward`` on the set.
+
+    The measure NUTS samples against is Lebesgue on z times ∏_kj σ²_kj: the log-Jacobian is
+    Σ_kj log σ²_kj (d Σ_k l_k, resp. K d l).  With K = 1 the set is all of (0, ∞)^d, z is a
+    linear image of log σ², and this is Lebesgue measure on the variances (up to a constant)
+    — the measure of ``diag``'s inverse-gamma prior (``docs/derivation.md`` §4c).
+    """
+
+    name = "logvolumeshape"
+
+    def __init__(self, model: str, K: int, d: int):
+        if model not in DIAGONAL_MODELS:
+            raise ValueError(f"LogVolumeShape is for the models {DIAGONAL_MODELS}, not {model!r}")
+        # VEI: a volume per component and one shape; EVI: one volume and a shape per component
+        self.volume_varies = model[0] == "V"
+        self.K, self.d = int(K), int(d)
+
+    def forward(self, value, *inputs):
+        s = pt.log(value)
+        if self.volume_varies:
+            volumes = s.mean(axis=1)
+            shape = (s - volumes[:, None]).mean(axis=0)
+            return pt.concatenate([volumes, shape[:-1]])
+        volume = s.mean()
+        shapes = s - s.mean(axis=1, keepdims=True)
+        return pt.concatenate([volume[None], shapes[:, :-1].ravel()])
+
+    def _log_variances(self, value):
+        K, d = self.K, self.d
+        if self.volume_varies:
+            volumes, free = value[:K], value[K:]
+            shape = pt.concatenate([free, -free.sum(keepdims=True)])
+            return volumes[:, None] + shape[None, :]
+        free = value[1:].reshape((K, d - 1))
+        shapes = pt.concatenate([free, -free.sum(axis=1, keepdims=True)], axis=1)
+        return value[0] + shapes
+
+    def backward(self, value, *inputs):
+        return pt.exp(self._log_variances(value))
+
+    def log_jac_det(self, value, *inputs):
+        if self.volume_varies:
+            return self.d * value[:self.K].sum()
+        return self.K * self.d * value[0]
+
+
+def _restricted_logp(value, alpha, beta):
+    return pm.logp(pm.InverseGamma.dist(alpha=alpha, beta=beta), value).sum(axis=(-2, -1))
+
+
+def _no_direct_draws(alpha, beta, rng=None, size=None):
+    raise NotImplementedError(
+        "the VEI/EVI prior (inverse gammas restricted to the model's variances) has no direct "
+        "sampler: draw it by MCMC instead, e.g. pm.sample on bg.build_model(X, K, covariance, "
+        "prior, likelihood=False)")
+
+
+def RestrictedInverseGamma(name: str, model: str, alpha, beta, **kwargs):
+    """∏_kj IG(σ²_kj | α, β_kj) on the variances (K, d) of a VEI or EVI model (PyMC context).
+
+    The density is ``diag``'s inverse-gamma prior evaluated on the model's set, against the
+    measure :class:`LogVolumeShape` states; it is proper there (α > 0, β > 0: derivation
+    §4c) but its normaliser is not known in closed form, so it has no direct random draws
+    (prior draws: MCMC on the prior-only model).
+
+    Parameters
+    ----------
+    name : str
+    model : {"VEI", "EVI"}
+    alpha : float or scalar tensor
+        α = ν0 / 2 > 0.
+    beta : array or tensor, shape (K, d)
+        β = ψ0 / 2 > 0, static shape.
+    **kwargs
+        ``dims`` … as for any PyMC variable; no batch dims.
+
+    Examples
+    --------
+    >>> import numpy as np, pymc as pm
+    >>> from bayesgmm.distributions import RestrictedInverseGamma
+    >>> with pm.Model() as m:
+    ...     v = RestrictedInverseGamma("v", "VEI", 2.0, np.ones((3, 2)))
+    >>> m.initial_point()["v_logvolumeshape__"].shape    # 3 volumes and 1 free shape entry
+    (4,)
+    """
+    alpha, beta = pt.as_tensor(alpha, dtype="float64"), pt.as_tensor(beta, dtype="float64")
+    K, d = (int(n) for n in beta.type.shape)
+    transform = LogVolumeShape(model, K, d)
+    return pm.CustomDist(name, alpha, beta, logp=_restricted_logp, random=_no_direct_draws,
+                         support_point=lambda rv, size, a, b: transform.backward(
+                             transform.forward(b / (a + 1))),
+                         signature="(),(k,d)->(k,d)", transform=transform, **kwargs)

@@ -3,6 +3,8 @@
     weights      ~ Dirichlet(α)                                  (K = 1: fixed at 1)
     covariances  ~ InverseWishart(ν0, Ψ0)   full (per component) / tied (one matrix)
                    InverseGamma(ν0/2, ψ0/2) diag (per variance) / spherical (per component)
+                                            / EEI, EII (shared), restricted to VEI's and EVI's
+                                            variances (:func:`RestrictedInverseGamma`)
     means | Σ    ~ MvNormal(m0, Σ_k / κ0)                        (κ0 = 0: Flat)
     x_n          ~ Σ_k π_k N(μ_k, Σ_k)                           (labels marginalised)
 
@@ -29,7 +31,7 @@ from pytensor.tensor.slinalg import cholesky, solve_triangular
 
 from . import _compat
 from ._interrupt import InterruptGuard
-from .distributions import InverseWishart, NonCentred
+from .distributions import InverseWishart, NonCentred, RestrictedInverseGamma
 from .health import SamplingInterrupted
 from .priors import posterior_model_inputs
 from .result import MixtureFit
@@ -106,8 +108,15 @@ def _inverse_gamma(hyper, structure, K, d):
                            beta=hyper["prior_scale"] / 2, dims=structure.dims)
 
 
+def _restricted_inverse_gamma(hyper, structure, K, d):
+    """IG(ν0/2, ψ0/2) on the variances of VEI or EVI, in their free log coordinates (§4c)."""
+    return RestrictedInverseGamma("covariances", structure.name, hyper["prior_dof"] / 2,
+                                  hyper["prior_scale"] / 2, dims=structure.dims)
+
+
 #: the PyMC prior of the covariances, by :attr:`CovarianceStructure.pymc_distribution`
-_COVARIANCE_PRIORS = {"InverseWishart": _inverse_wishart, "InverseGamma": _inverse_gamma}
+_COVARIANCE_PRIORS = {"InverseWishart": _inverse_wishart, "InverseGamma": _inverse_gamma,
+                      "RestrictedInverseGamma": _restricted_inverse_gamma}
 
 
 def _hyperparameters(prior, structure, K: int, d: int) -> dict:
@@ -133,7 +142,8 @@ def build_model(X, n_components: int, covariance: str = "full", prior="default",
     ----------
     X : array-like, shape (n_samples, n_features)
     n_components : int
-    covariance : {"full", "tied", "diag", "spherical"}
+    covariance : str
+        A structure with a sampled prior (:func:`~bayesgmm.sample_posterior` lists them).
     prior : GMMPrior, "default" or "mclust"
         The same prior object :func:`~bayesgmm.fit_map` takes (a proper prior is required).
     likelihood : bool

@@ -575,9 +575,10 @@ def posterior_model_inputs(X, n_components: int, covariance: str, prior):
         supported = [name for name, s in STRUCTURES.items() if s.pymc_distribution]
         raise ValueError(
             f"the full posterior is not available for covariance={structure.name!r}: its prior "
-            "is the normal–inverse-Wishart restricted to a constrained set, which is no "
-            f"density the samplers can draw; use one of {supported} (MAP-EM, model selection "
-            f"and the prior studies on the EM path support {structure.name!r})")
+            "is the normal–inverse-Wishart restricted to matrices with a constrained "
+            "orientation, which the samplers do not parametrise; use one of "
+            f"{supported} (MAP-EM, model selection and the prior studies on the EM path "
+            f"support {structure.name!r})")
     prior = resolve_prior(prior, X, K, structure.name, allow_none=False)
     return X, names or tuple(f"x{j}" for j in range(X.shape[1])), K, structure, prior
 

@@ -81,8 +81,9 @@ def _check_memory(draws: int, chains: int, n_values: int) -> None:
 
 
 def resolve_sampler(sampler: str, prior) -> str:
-    """The sampler ``sampler="auto"`` runs for ``prior``: Gibbs whenever the prior on the means
-    is proper (κ0 > 0, which its conjugate steps need), else NUTS.
+    """The sampler ``sampler="auto"`` runs for ``prior``: Gibbs whenever its conjugate steps
+    exist — the prior on the means is proper (κ0 > 0) and the structure is conjugate (not VEI
+    or EVI, whose restricted variances have no conjugate conditional) — else NUTS.
 
     Gibbs is the default because it is the better sampler of this model on every problem
     measured (``benchmarks/results/samplers.md``): no compilation, 13× NUTS's effective draws
@@ -93,7 +94,7 @@ def resolve_sampler(sampler: str, prior) -> str:
         raise ValueError(f"sampler={sampler!r} is not a sampler; use one of {list(SAMPLERS)}")
     if sampler != "auto":
         return sampler
-    return "gibbs" if prior.shrinkage > 0 else "nuts"
+    return "gibbs" if prior.shrinkage > 0 and prior._structure.conjugate else "nuts"
 
 
 def _nuts_options(sampler: str, given: dict) -> dict:
@@ -122,15 +123,19 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
     ----------
     X : array-like, shape (n_samples, n_features)
     n_components : int
-    covariance : {"full", "tied", "diag", "spherical"}
+    covariance : str
+        A structure whose prior the samplers draw: ``"full"``, ``"tied"``, ``"diag"``,
+        ``"spherical"`` (mclust's VVV, EEE, VVI, VII), ``"EEI"``, ``"EII"``, and — NUTS
+        only — ``"VEI"`` and ``"EVI"``; the orientation models are refused.
     prior : GMMPrior, "default" or "mclust"
         The same prior object :func:`~bayesgmm.fit_map` takes (a proper prior is required).
     sampler : {"auto", "gibbs", "nuts", "nutpie"}
         ``"gibbs"``: the conjugate blocked Gibbs sampler of :mod:`bayesgmm.gibbs` — no
         compilation, moves freely between the posterior's label-permuted modes; needs
-        shrinkage κ0 > 0.  ``"nuts"``: PyMC's NUTS on :func:`~bayesgmm.build_model`
-        (compiled once per model shape and process).  ``"auto"`` (default): Gibbs when
-        κ0 > 0, else NUTS (:func:`resolve_sampler` says why).  Both return the same
+        shrinkage κ0 > 0 and a conjugate structure (not VEI, EVI).  ``"nuts"``: PyMC's NUTS
+        on :func:`~bayesgmm.build_model` (compiled once per model shape and process).
+        ``"auto"`` (default): Gibbs when it applies, else NUTS (:func:`resolve_sampler` says
+        why).  Both return the same
         InferenceData; ``posterior.attrs["sampler"]`` names the one that ran.
         ``"nutpie"`` (the ``nutpie`` extra): nutpie's NUTS on the same model, compiled once
         per shape and process, from ``init`` without jitter (``benchmarks/README.md`` has
@@ -197,6 +202,11 @@ def sample_posterior(X, n_components: int, covariance: str = "full", prior="defa
         nuts["target_accept"] = check_probability(nuts["target_accept"], "target_accept")
         if nuts["cores"] is not None:
             nuts["cores"] = check_positive_int(nuts["cores"], "cores")
+    elif not structure.conjugate:
+        raise ValueError(f"sampler='gibbs' cannot draw covariance={structure.name!r}: its "
+                         "variances are restricted (volume and shape), so their conditional is "
+                         "no conjugate inverse-gamma; use sampler='nuts' (or 'auto', which "
+                         "chooses it)")
     elif not prior.shrinkage > 0:
         raise ValueError("sampler='gibbs' needs a proper prior on the means (shrinkage κ0 > 0): "
                          "with κ0 = 0 an empty component's mean has an improper posterior; set "

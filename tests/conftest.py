@@ -11,8 +11,11 @@ STRUCTURES = ["full", "tied", "diag", "spherical", "EEI", "EII", "VEI", "EVI", "
 END_TO_END_STRUCTURES = STRUCTURES[:6] + ["EVI", "EEV", "VEE", "EVE"]
 #: the structures scikit-learn's GaussianMixture has
 SKLEARN_STRUCTURES = STRUCTURES[:4]
-#: the structures the samplers draw (the others' prior is restricted to a constrained set)
-SAMPLER_STRUCTURES = STRUCTURES[:6]
+#: the structures the Gibbs sampler draws (its conjugate steps exist)
+GIBBS_STRUCTURES = STRUCTURES[:6]
+#: the structures NUTS draws: those and the restricted variances of VEI and EVI (the
+#: orientation models' prior is restricted to a set the samplers do not parametrise)
+SAMPLER_STRUCTURES = GIBBS_STRUCTURES + ["VEI", "EVI"]
 
 
 @pytest.fixture(scope="session")

@@ -59,11 +59,13 @@ def test_shapes_dims_and_parametrisation(row, K, d):
     cov = np.cov(blobs(seed=1, n=60, d=d).T).reshape(d, d)
     for style in ("default", "mclust"):
         assert np.shape(row.default_scale(cov, style)) in row.scale_shapes(d)
-    if row.constrained_mstep is None:
+    if row.conjugate:
         assert row.pymc_distribution in ("InverseWishart", "InverseGamma")
         assert (row.pymc_distribution == "InverseWishart") == (b > 1 or row.matrix_valued)
-    else:  # a constrained set: the samplers refuse it (tests/test_gibbs.py)
-        assert row.pymc_distribution is None
+    elif row.matrix_valued:  # a constrained orientation: the samplers refuse it
+        assert row.pymc_distribution is None  # (tests/test_gibbs.py)
+    else:  # VEI, EVI: NUTS in the free log coordinates (tests/test_posterior.py)
+        assert row.pymc_distribution == "RestrictedInverseGamma"
 
 
 @pytest.mark.parametrize("K, d", [(1, 1), (3, 2), (2, 4)])

@@ -23,7 +23,7 @@ from bayesgmm.covariance import get_structure
 from bayesgmm.estep import MixtureParams
 from bayesgmm.gibbs import gibbs_sweeps, sample_inverse_wishart
 from bayesgmm.health import SamplerHealth
-from tests.conftest import SAMPLER_STRUCTURES
+from tests.conftest import GIBBS_STRUCTURES
 
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
 
@@ -82,7 +82,7 @@ def _niw_posterior_means(X, prior, covariance):
     return mean, np.array([cov]) if covariance == "spherical" else cov
 
 
-@pytest.mark.parametrize("covariance", SAMPLER_STRUCTURES)
+@pytest.mark.parametrize("covariance", GIBBS_STRUCTURES)
 def test_one_component_is_the_conjugate_posterior(faithful, covariance):
     """With K = 1 every sweep is an independent draw from the normal–inverse-Wishart posterior,
     so posterior means sit within 5 Monte-Carlo standard errors of the closed form."""
@@ -99,7 +99,7 @@ def test_one_component_is_the_conjugate_posterior(faithful, covariance):
 
 
 # ----------------------------------------------------------------------------- same groups
-@pytest.fixture(scope="module", params=SAMPLER_STRUCTURES)
+@pytest.fixture(scope="module", params=GIBBS_STRUCTURES)
 def gibbs_run(request, faithful):
     fit = bg.fit_map(faithful, 2, request.param, random_state=0)
     idata = bg.sample_posterior(faithful, 2, request.param, fit.prior, sampler="gibbs",
@@ -177,6 +177,7 @@ def test_the_default_sampler_is_gibbs_when_the_mean_prior_is_proper(faithful):
     assert resolve_sampler("auto", prior) == "gibbs"
     assert resolve_sampler("auto", flat) == "nuts"  # Gibbs needs κ0 > 0
     assert resolve_sampler("nuts", prior) == "nuts"
+    assert resolve_sampler("auto", bg.default_prior(faithful, 2, "VEI")) == "nuts"  # no conjugacy
     idata = bg.sample_posterior(faithful, 2, draws=20, tune=5, chains=1, random_seed=0,
                                 progressbar=False)
     assert idata.posterior.attrs["sampler"] == "gibbs"
@@ -197,11 +198,15 @@ def test_wrong_options_are_named(faithful):
         bg.sample_posterior(faithful, 2, "full", flat, sampler="gibbs")
     with pytest.raises(TypeError, match="step"):
         bg.sample_posterior(faithful, 2, step="anything")
-    for sampler in ("gibbs", "nuts"):  # a prior restricted to a constrained set: refused
+    for sampler in ("gibbs", "nuts"):  # a prior restricted to rotated matrices: refused
         with pytest.raises(ValueError, match=r"not available for covariance='VEV'.*use one of"):
             bg.sample_posterior(faithful, 2, "VEV", sampler=sampler)
-    with pytest.raises(ValueError, match="not available for covariance='EVI'"):
-        bg.build_model(faithful, 2, "EVI")
+    with pytest.raises(ValueError, match="not available for covariance='EEV'"):
+        bg.build_model(faithful, 2, "EEV")
+    # restricted variances: NUTS draws them, Gibbs has no conjugate step for them
+    with pytest.raises(ValueError, match="sampler='gibbs' cannot draw covariance='EVI'.*"
+                                         "sampler='nuts'"):
+        bg.sample_posterior(faithful, 2, "EVI", sampler="gibbs")
 
 
 # ----------------------------------------------------------------------------- SBC
@@ -270,7 +275,7 @@ def _uniformity_p_values(ranks):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("covariance", SAMPLER_STRUCTURES)
+@pytest.mark.parametrize("covariance", GIBBS_STRUCTURES)
 def test_simulation_based_calibration(covariance):
     """Ranks of the true θ's invariants among posterior draws are uniform (each statistic's
     χ² p-value ≥ 1e-4, so the 18 tests together fail by chance with probability ≈ 2e-3);
