@@ -92,7 +92,7 @@ def _overrides(args) -> dict:
     put("data", "columns", columns.split(",") if columns else None)
     put("data", "standardize", True if getattr(args, "standardize", False) else None)
     put("data", "header", False if getattr(args, "no_header", False) else None)
-    for key in ("draws", "tune", "chains", "target_accept"):
+    for key in ("draws", "tune", "chains", "target_accept", "thin"):
         put("sampler", key, getattr(args, key, None))
     put("sampler", "method", getattr(args, "sampler", None))
     grid = getattr(args, "grid", None)
@@ -283,17 +283,28 @@ def _source(parser) -> None:
     group.add_argument("--standardize", action="store_true", help="z-score every column")
 
 
+def _auto_or_int(text: str):
+    """``--thin``'s value: "auto" or an integer (the spec's check judges it)."""
+    try:
+        return int(text)
+    except ValueError:
+        return text
+
+
 def _sampler(parser) -> None:
     group = parser.add_argument_group("sampler (override the spec's)")
     group.add_argument("--sampler", choices=SAMPLERS,
                        help="the conjugate Gibbs sampler (no compilation; needs prior "
                             "shrinkage > 0), NUTS in PyMC, or auto (default: Gibbs when the "
-                            "shrinkage is > 0, else NUTS)")
+                            "shrinkage is > 0 and the structure allows, else NUTS)")
     group.add_argument("--draws", type=int, help="kept draws per chain")
     group.add_argument("--tune", type=int, help="tuning steps per chain")
     group.add_argument("--chains", type=int, help="number of chains")
     group.add_argument("--target-accept", type=float, metavar="P",
                        help="NUTS target acceptance in (0, 1); raise it if there are divergences")
+    group.add_argument("--thin", type=_auto_or_int, metavar="N",
+                       help="Gibbs: sweeps per kept draw, or auto (default: the burn-in's "
+                            "autocorrelation time)")
 
 
 def _folder(parser, default: str) -> None:

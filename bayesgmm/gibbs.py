@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from typing import Callable
 
 import numpy as np
 
@@ -209,12 +210,13 @@ def gibbs_sweeps(X: np.ndarray, start: MixtureParams, prior: GMMPrior,
 def sample_gibbs(X: np.ndarray, features, K: int, structure: CovarianceStructure,
                  prior: GMMPrior, start: MixtureParams, *, draws: int, tune: int, chains: int,
                  random_seed: int | None, progressbar: bool = False,
-                 allow_partial: bool = False):
+                 allow_partial: bool = False, thin: int | Callable = 1):
     """Run ``chains`` Gibbs chains from ``start`` and return their draws as InferenceData.
 
     Chains advance in lockstep (one sweep of every chain per step), so an interrupt leaves
     every chain with the same number of draws.  ``tune`` sweeps are discarded (burn-in; Gibbs
-    has nothing to tune).  Each chain has its own stream, spawned from ``random_seed``.
+    has nothing to tune), then every ``thin``-th sweep is kept.  Each chain has its own
+    stream, spawned from ``random_seed``.
 
     Parameters
     ----------
@@ -233,6 +235,10 @@ def sample_gibbs(X: np.ndarray, features, K: int, structure: CovarianceStructure
     allow_partial : bool
         On Ctrl-C, return the draws made so far (marked ``posterior.attrs["partial"]``)
         instead of raising :class:`~bayesgmm.health.SamplingInterrupted`.
+    thin : int or callable
+        Sweeps per kept draw, or a rule that chooses it at the end of burn-in: called with
+        the second half of the burn-in's draws (an xarray.Dataset of ``weights``, ``means``
+        and ``covariances`` over chain and draw), it returns an int ≥ 1.
 
     Returns
     -------
@@ -253,28 +259,45 @@ def sample_gibbs(X: np.ndarray, features, K: int, structure: CovarianceStructure
            "component_sizes": np.empty((chains, draws, K), dtype=np.int64)}
     sweeps = [gibbs_sweeps(Xw, coords.to_working(start), working_prior, structure, rng)
               for rng in _chain_streams(random_seed, chains)]
-    total, done = tune + draws, 0
-    started = time.perf_counter()
-    _log.info("Gibbs: nothing to compile; sampling %d chains × %d sweeps", chains, total)
+    # the second half of burn-in is kept for a thinning rule to measure autocorrelation on
+    recorded = tune - tune // 2 if callable(thin) else 0
+    burn_in = {name: np.empty((chains, recorded) + out[name].shape[2:])
+               for name in ("weights", "means", "covariances")}
+
+    def sweep_all(keep_at=None, record_at=None):
+        for c, chain in enumerate(sweeps):
+            theta, counts, log_prob = next(chain)
+            if keep_at is None and record_at is None:
+                continue
+            data = coords.to_data(theta)
+            target, t = (out, keep_at) if keep_at is not None else (burn_in, record_at)
+            target["weights"][c, t], target["means"][c, t] = data.weights, data.means
+            target["covariances"][c, t] = data.covariances
+            if keep_at is not None:
+                out["log_likelihood"][c, t] = _log_sum_exp_rows(log_prob) + offset
+                out["component_sizes"][c, t] = counts
+
+    started, done = time.perf_counter(), 0
+    _log.info("Gibbs: nothing to compile; sampling %d chains", chains)
     with InterruptGuard(sampling=True) as guard:
-        for step in range(total):
+        for step in range(tune):
             if guard.interrupted:
                 break
-            for c, chain in enumerate(sweeps):
-                theta, counts, log_prob = next(chain)
-                if step >= tune:
-                    t = step - tune
-                    data = coords.to_data(theta)
-                    out["weights"][c, t], out["means"][c, t] = data.weights, data.means
-                    out["covariances"][c, t] = data.covariances
-                    out["log_likelihood"][c, t] = _log_sum_exp_rows(log_prob) + offset
-                    out["component_sizes"][c, t] = counts
-            done = max(0, step + 1 - tune)
-            if progressbar and (step + 1) % max(1, total // 20) == 0:
-                print(f"\rGibbs: {step + 1}/{total} sweeps × {chains} chains "
-                      f"({time.perf_counter() - started:.1f} s)", end="", file=sys.stderr)
-    if progressbar:
-        print(file=sys.stderr)
+            sweep_all(record_at=step - (tune - recorded) if step >= tune - recorded else None)
+            _progress(progressbar, "burn-in", step + 1, tune, chains, started)
+        if callable(thin):
+            thin = 1 if guard.interrupted else int(thin(_posterior_dataset(
+                burn_in, features, structure, K)))
+            _log.info("Gibbs: keeping every %d-th sweep", thin)
+        for t in range(draws):
+            for sweep in range(thin):
+                if guard.interrupted:
+                    break
+                sweep_all(keep_at=t if sweep == thin - 1 else None)
+            if guard.interrupted:
+                break
+            done = t + 1
+            _progress(progressbar, f"draws (thin {thin})", done, draws, chains, started)
     if guard.interrupted and (not allow_partial or done == 0):
         raise SamplingInterrupted(
             f"sampling was interrupted after {done} of {draws} draws per chain; nothing is "
@@ -282,10 +305,19 @@ def sample_gibbs(X: np.ndarray, features, K: int, structure: CovarianceStructure
     elapsed = time.perf_counter() - started
     idata = _inference_data({k: v[:, :done] for k, v in out.items()}, X, features, prior,
                             structure, K)
-    idata.posterior.attrs.update(sampler="gibbs", sampling_time=elapsed, tuning_steps=tune)
+    idata.posterior.attrs.update(sampler="gibbs", sampling_time=elapsed, tuning_steps=tune,
+                                 thin=thin)
     if done < draws:
         idata.posterior.attrs.update(partial=1, draws_requested=draws)
     return idata
+
+
+def _progress(show: bool, phase: str, step: int, total: int, chains: int, started: float):
+    """One line on stderr, rewritten every 5 % of a phase."""
+    if show and step % max(1, total // 20) == 0:
+        end = "\n" if step == total else ""
+        print(f"\rGibbs {phase}: {step}/{total} × {chains} chains "
+              f"({time.perf_counter() - started:.1f} s)", end=end, file=sys.stderr)
 
 
 def _chain_streams(random_seed, chains: int) -> list:
@@ -295,6 +327,21 @@ def _chain_streams(random_seed, chains: int) -> list:
     seq = (random_seed if isinstance(random_seed, np.random.SeedSequence)
            else np.random.SeedSequence(random_seed))
     return [np.random.default_rng(s) for s in seq.spawn(chains)]
+
+
+def _posterior_dataset(draws: dict, features, structure: CovarianceStructure, K: int):
+    """``weights``, ``means`` and ``covariances`` (chain, draw, …) with the model's dims."""
+    import xarray as xr
+
+    chains, n = draws["weights"].shape[:2]
+    lead = ("chain", "draw")
+    return xr.Dataset(
+        {"weights": (lead + ("component",), draws["weights"]),
+         "means": (lead + ("component", "feature"), draws["means"]),
+         "covariances": (lead + structure.dims, draws["covariances"])},
+        coords={"chain": np.arange(chains), "draw": np.arange(n), "component": np.arange(K),
+                "feature": list(features),
+                **({"feature_bis": list(features)} if "feature_bis" in structure.dims else {})})
 
 
 def _inference_data(out: dict, X: np.ndarray, features, prior: GMMPrior,
@@ -314,9 +361,7 @@ def _inference_data(out: dict, X: np.ndarray, features, prior: GMMPrior,
             k: v for k, v in coords.items()
             if any(k in dims for dims, _ in variables.values()) or k in lead})
 
-    posterior = dataset({"weights": (("component",), out["weights"]),
-                         "means": (("component", "feature"), out["means"]),
-                         "covariances": (structure.dims, out["covariances"])})
+    posterior = _posterior_dataset(out, features, structure, K)
     flat = {k: out[k].reshape((chains * draws,) + out[k].shape[2:])
             for k in ("weights", "means", "covariances")}
     terms = prior.log_prior_terms(flat["weights"], flat["means"], flat["covariances"])

@@ -19,7 +19,8 @@ Schema (every table but ``[data]`` and ``[model]`` is optional)::
                  scale (a multiplier on Ψ0), mean, concentration
     [em]         init, n_init, tol, max_iter, acceleration
     [sampler]    method = "auto" | "gibbs" | "nuts" | "nutpie", draws, tune, chains,
-                 target_accept and noncentred_means (NUTS, nutpie), relabel, hdi_prob
+                 target_accept and noncentred_means (NUTS, nutpie), thin = "auto" | n
+                 (Gibbs), relabel, hdi_prob
     [sensitivity] grid = {axis = [values], ...}, power_scaling = true
 """
 
@@ -37,7 +38,7 @@ from pathlib import Path
 from ._validation import check_probability, check_random_state, check_tolerance
 from .covariance import STRUCTURE_NAMES
 from .datasets import DATASETS
-from .sampling import SAMPLERS
+from .sampling import SAMPLERS, check_thin
 from .priors import HYPERPARAMETERS
 from .starts import START_METHODS
 
@@ -251,7 +252,7 @@ class EMSpec:
 class SamplerSpec:
     """Settings of :func:`bayesgmm.sample_posterior` and :func:`bayesgmm.compare`
     (``method`` is its ``sampler``; ``target_accept`` and ``noncentred_means`` apply to NUTS and
-    nutpie)."""
+    nutpie, ``thin`` to Gibbs)."""
 
     method: str = _check(_choice(*SAMPLERS), "auto")
     draws: int = _check(_integer(1), 1000)
@@ -259,6 +260,7 @@ class SamplerSpec:
     chains: int = _check(_integer(1), 4)
     target_accept: float = _check(_shared(check_probability, "target_accept"), 0.9)
     noncentred_means: bool = _check(_boolean, False)
+    thin: int | str = _check(_shared(check_thin, "thin"), "auto")
     relabel: str = _check(_choice("pivot", "stephens"), "pivot")
     hdi_prob: float = _check(_shared(check_probability, "hdi_prob"), 0.94)
 

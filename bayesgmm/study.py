@@ -180,9 +180,10 @@ def run_study(spec: StudySpec, stages=None, *, progress: bool = True, log=None) 
         from .sampling import resolve_sampler, sample_posterior
 
         method = resolve_sampler(sampler.method, prior)
-        nuts = ({"target_accept": sampler.target_accept,
-                 "noncentred_means": sampler.noncentred_means}
-                if method in ("nuts", "nutpie") else {})
+        nuts = method in ("nuts", "nutpie")
+        options = ({"target_accept": sampler.target_accept,
+                    "noncentred_means": sampler.noncentred_means} if nuts
+                   else {"thin": sampler.thin})
         result.idata = timed("sample", f"{method.upper()}: {sampler.chains} chains × "
                              f"({sampler.tune} {'tune' if nuts else 'burn-in'} + "
                              f"{sampler.draws} draws), starting at the MAP-EM estimate",
@@ -190,7 +191,7 @@ def run_study(spec: StudySpec, stages=None, *, progress: bool = True, log=None) 
                                  X, K, fit.covariance_type, prior, init=fit,
                                  sampler=method, draws=sampler.draws,
                                  tune=sampler.tune, chains=sampler.chains,
-                                 random_seed=spec.seed, progressbar=progress, **nuts))
+                                 random_seed=spec.seed, progressbar=progress, **options))
     if "compare" in stages:
         from .comparison import compare
 

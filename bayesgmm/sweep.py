@@ -265,22 +265,23 @@ def _warm_path(job) -> list:
 
 
 def posterior_sweep(X, n_components: int, covariance: str = "full", base_prior="default",
-                    grid: dict | None = None, *, sampler: str = "gibbs", draws: int = 1000,
+                    grid: dict | None = None, *, sampler: str = "auto", draws: int = 1000,
                     tune: int = 200, chains: int = 4, hdi_prob: float = 0.94,
                     random_state=0, progress: bool = True, **sampler_options) -> xr.Dataset:
     """The full posterior over a grid of priors, summarised beside each setting's MAP.
 
     For every setting of ``grid`` (as :func:`prior_sweep`, whose MAP-EM fits it runs first):
-    :func:`~bayesgmm.sample_posterior` from that setting's MAP (the Gibbs sampler by default:
-    no compilation, so a grid costs seconds per setting), the draws relabelled to the MAP,
+    :func:`~bayesgmm.sample_posterior` from that setting's MAP (the Gibbs sampler wherever it
+    applies, by default: no compilation, so a grid costs seconds per setting), the draws
+    relabelled to the MAP,
     and the comparison table of :func:`bayesgmm.comparison.table_dataset`.
 
     Parameters
     ----------
     X, n_components, covariance, base_prior, grid
         As for :func:`prior_sweep`.
-    sampler : {"gibbs", "nuts", "nutpie", "auto"}
-        NUTS (and nutpie) compiles its model once for the whole sweep (the prior's values are
+    sampler : {"auto", "gibbs", "nuts", "nutpie"}
+        As :func:`~bayesgmm.sample_posterior`'s.  NUTS (and nutpie) compiles its model once for the whole sweep (the prior's values are
         the model's data), so a NUTS sweep costs one compilation plus sampling per setting.
     draws, tune, chains : int
         Per setting.
@@ -289,7 +290,8 @@ def posterior_sweep(X, n_components: int, covariance: str = "full", base_prior="
         Seeds the sweep's searches and, with the setting's index, each setting's chains.
     progress : bool
     **sampler_options
-        Passed to :func:`~bayesgmm.sample_posterior` (e.g. ``target_accept`` for NUTS).
+        Passed to :func:`~bayesgmm.sample_posterior` (e.g. ``target_accept`` for NUTS,
+        ``thin`` for Gibbs).
 
     Returns
     -------
