@@ -79,8 +79,9 @@ class SamplerHealth:
                        "sit in another labelling of the components than the MAP-EM estimate "
                        "(overlapping components, or one the data barely identify); the "
                        "sampler moves between such modes slowly — summarise after relabelling "
-                       "(bg.compare does), draw many more (sampler='gibbs' makes them cheap) or "
-                       "consider fewer components")
+                       "(bg.compare does), draw many more or further apart (sampler='gibbs' "
+                       "with more draws or a larger thin: its sweeps are cheap) or consider "
+                       "fewer components")
         if not self.min_ess_bulk >= min_ess or not self.min_ess_tail >= min_ess:
             out.append(f"smallest effective sample size is {min(self.min_ess_bulk, self.min_ess_tail):.0f}"
                        f" (< {min_ess:.0f}): posterior summaries are imprecise; draw more")

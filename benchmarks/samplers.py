@@ -6,9 +6,10 @@ thread, seeds 0–2, runs interleaved (Gibbs, NUTS, Gibbs, ...).  Reported per r
 process-CPU time of the whole call (start-up included: NUTS compiles its model, warm caches
 after the first run), sampling time, min bulk and tail ESS and max R-hat over every parameter
 after the draws are relabelled to the MAP (bg.relabel), the share of draws relabelled,
-divergences, and ESS per second and per CPU-second of the whole call.  nutpie is not
-installed here and is not measured.  ``--long`` adds (to the committed file) Gibbs runs of
-10 000 draws per chain on the K = 3 cases, 3 seeds — what the K = 3 specs run.
+divergences, and ESS per second and per CPU-second of the whole call.  Gibbs runs with its
+defaults, so it thins by the autocorrelation time of its burn-in (``thin`` column); nutpie is
+measured in posterior_vs_handbuilt.py.  ``--long`` adds (to the committed file) unthinned Gibbs
+runs of 10 000 draws per chain on the K = 3 cases, 3 seeds, for comparison.
 
     python benchmarks/samplers.py [--quick | --long]  ->  benchmarks/results/samplers.{json,md}
 """
@@ -32,18 +33,19 @@ OUT = Path(__file__).parent / "results"
 CASES = [("faithful", 2), ("faithful", 3), ("iris", 3)]
 
 
-def run(X, K, fit, sampler, seed, draws, tune):
+def run(X, K, fit, sampler, seed, draws, tune, **options):
     wall, cpu = time.perf_counter(), time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         idata = bg.sample_posterior(X, K, "full", fit.prior, sampler=sampler, init=fit,
                                     draws=draws, tune=tune, chains=4, random_seed=seed,
-                                    progressbar=False)
+                                    progressbar=False, **options)
     wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
     relabelled = bg.relabel(idata, fit)
     conv = convergence_summary(relabelled.posterior, idata.sample_stats)
     sampling = float(idata.posterior.attrs.get("sampling_time", np.nan))
-    return {"sampler": sampler, "seed": seed, "wall_s": wall, "cpu_s": cpu,
+    return {"sampler": sampler, "seed": seed, "thin": idata.posterior.attrs.get("thin", 1),
+            "wall_s": wall, "cpu_s": cpu,
             "sampling_s": sampling, "startup_s": wall - sampling,
             "min_ess_bulk": conv["min_ess_bulk"], "min_ess_tail": conv["min_ess_tail"],
             "max_rhat": conv["max_rhat"], "divergences": conv["divergences"],
@@ -56,11 +58,12 @@ def to_markdown(result) -> str:
              f"({result['tune']} + {result['draws']}), started at the MAP-EM estimate, one BLAS "
              "thread. ESS and R-hat over every parameter after relabelling to the MAP; ESS/s "
              "and ESS per CPU-second over the whole call (NUTS's compilation included).", "",
-             "| case | sampler | seed | wall s | start-up s | min bulk ESS | min tail ESS | "
-             "max R-hat | divergences | relabelled | ESS/s | ESS/CPU-s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| case | sampler | seed | thin | wall s | start-up s | min bulk ESS | "
+             "min tail ESS | max R-hat | divergences | relabelled | ESS/s | ESS/CPU-s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in result["runs"]:
-        lines.append(f"| {r['case']} | {r['sampler']} | {r['seed']} | {r['wall_s']:.1f} | "
+        thin = r["thin"] if r["sampler"] == "gibbs" else "–"
+        lines.append(f"| {r['case']} | {r['sampler']} | {r['seed']} | {thin} | {r['wall_s']:.1f} | "
                      f"{r['startup_s']:.1f} | {r['min_ess_bulk']:.0f} | {r['min_ess_tail']:.0f} | "
                      f"{r['max_rhat']:.3f} | {r['divergences']} | {r['relabelled_share']:.1%} | "
                      f"{r['ess_per_s']:.1f} | {r['ess_per_cpu_s']:.1f} |")
@@ -69,7 +72,7 @@ def to_markdown(result) -> str:
     for case, s in result["summary"].items():
         lines.append(f"| {case} | {s['ess_per_s_ratio']:.1f}× | {s['ess_per_cpu_s_ratio']:.1f}× |")
     if result.get("long"):
-        lines += ["", f"Gibbs with 4 × ({LONG_TUNE} + {LONG_DRAWS}) draws on the K = 3 cases "
+        lines += ["", f"Unthinned Gibbs with 4 × ({LONG_TUNE} + {LONG_DRAWS}) draws on the K = 3 cases "
                   f"(measured at {result.get('long_measured_at', '?')}):", "",
                   "| case | seed | wall s | min bulk ESS | min tail ESS | max R-hat | relabelled |",
                   "|---|---|---|---|---|---|---|"]
@@ -90,7 +93,7 @@ def long_gibbs() -> list:
         fit = bg.fit_map(X, K, "full", random_state=0, tol=1e-10)
         for seed in (0, 1, 2):
             runs.append({"case": f"{name} K={K}",
-                         **run(X, K, fit, "gibbs", seed, LONG_DRAWS, LONG_TUNE)})
+                         **run(X, K, fit, "gibbs", seed, LONG_DRAWS, LONG_TUNE, thin=1)})
             print(json.dumps(runs[-1]), flush=True)
     return runs
 
