@@ -288,7 +288,7 @@ def sample_gibbs(X: np.ndarray, features, K: int, structure: CovarianceStructure
         if callable(thin):
             thin = 1 if guard.interrupted else int(thin(_posterior_dataset(
                 burn_in, features, structure, K)))
-            _log.info("Gibbs: keeping every %d-th sweep", thin)
+            _log.info("Gibbs: keeping one sweep in %d (thin)", thin)
         for t in range(draws):
             for sweep in range(thin):
                 if guard.interrupted:

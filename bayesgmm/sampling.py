@@ -92,8 +92,9 @@ def resolve_sampler(sampler: str, prior) -> str:
     or EVI, whose restricted variances have no conjugate conditional) — else NUTS.
 
     Gibbs is the default because it is the better sampler of this model on every problem
-    measured (``benchmarks/results/samplers.md``): no compilation, 13× NUTS's effective draws
-    per second on Old Faithful K = 2, 14–200× on K = 3, and it moves between label-permuted
+    measured (``benchmarks/results/samplers.md``): no compilation, 7× NUTS's effective draws
+    per second on Old Faithful K = 2, 17–22× on K = 3 (where, thinned by default, it meets
+    R-hat ≤ 1.01 and NUTS does not), and it moves between label-permuted
     modes, where NUTS's chains stall in one mode or switch inside a chain.
     """
     if sampler not in SAMPLERS:

@@ -41,7 +41,7 @@ from .health import convergence_summary
 from .priors import HYPERPARAMETERS, GMMPrior, adjust_prior, resolve_prior
 from .relabelling import relabel
 from .result import MixtureFit, parameter_entries
-from .sampling import sample_posterior
+from .sampling import resolve_sampler, sample_posterior
 
 __all__ = ["prior_sweep", "posterior_sweep", "sweep_summary", "aligned", "AXES"]
 
@@ -281,7 +281,8 @@ def posterior_sweep(X, n_components: int, covariance: str = "full", base_prior="
     X, n_components, covariance, base_prior, grid
         As for :func:`prior_sweep`.
     sampler : {"auto", "gibbs", "nuts", "nutpie"}
-        As :func:`~bayesgmm.sample_posterior`'s.  NUTS (and nutpie) compiles its model once for the whole sweep (the prior's values are
+        As :func:`~bayesgmm.sample_posterior`'s, "auto" resolved once for the base prior: every
+        setting runs the same sampler (``attrs["sampler"]``).  NUTS (and nutpie) compiles its model once for the whole sweep (the prior's values are
         the model's data), so a NUTS sweep costs one compilation plus sampling per setting.
     draws, tune, chains : int
         Per setting.
@@ -319,6 +320,7 @@ def posterior_sweep(X, n_components: int, covariance: str = "full", base_prior="
         n_init=None, tol=1e-10, max_iter=5000, random_state=random_state, progress=False)
     tables, extra = {}, {}
     order = list(_snake(shape))
+    sampler = resolve_sampler(sampler, base_fit.prior)  # one sampler for every setting
     for i, idx in enumerate(_progress(order, len(order), "posterior sweep", progress)):
         fit = replace(fits[idx], feature_names=names) if names else fits[idx]
         idata = sample_posterior(data, fit.n_components, fit.covariance_type, priors[idx],
@@ -331,7 +333,9 @@ def posterior_sweep(X, n_components: int, covariance: str = "full", base_prior="
         extra[idx] = {"log_posterior": fit.log_posterior, "max_rhat": health["max_rhat"],
                       "min_ess_bulk": health["min_ess_bulk"],
                       "map_gain": map_check(fit, idata, X).gain}
-    return _grid_dataset(axes, shape, tables, extra, names or base_fit.feature_names)
+    ds = _grid_dataset(axes, shape, tables, extra, names or base_fit.feature_names)
+    ds.attrs["sampler"] = sampler
+    return ds
 
 
 def _setting_seed(random_state, i: int) -> int:
