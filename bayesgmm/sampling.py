@@ -126,7 +126,8 @@ def auto_thin(burn_in, pivot: MixtureFit) -> int:
     τ̂ = (draws × chains) / min bulk ESS; keeping every τ̂-th sweep (rounded) aims at nearly
     independent kept draws (an ESS near their number).  A short burn-in underestimates τ
     where chains move between modes rarely, so the aim is generous: with half of it
-    (⌈τ̂/2⌉) two of six runs on the K = 3 benchmark cases ended with R-hat 1.011 and 1.014.
+    (⌈τ̂/2⌉) two of six runs on the K = 3 benchmark cases ended with R-hat 1.011 and 1.014
+    (by hand).
     Fewer than 20 recorded draws per chain: 1.
 
     Parameters
