@@ -1024,3 +1024,211 @@ def bartlett_inverse_wishart(scale, A):
                 out[s, i, j] = t
                 out[s, j, i] = t
     return out, M
+
+
+@njit(**_JIT)
+def _shared_shape(w, lam, shape):
+    """A ∝ Σ_k w_k / λ_k with det A = 1 (derivation §4b), into ``shape``."""
+    K, d = w.shape
+    log_mean = 0.0
+    for j in range(d):
+        s = 0.0
+        for k in range(K):
+            s += w[k, j] / lam[k]
+        shape[j] = s
+        log_mean += math.log(s)
+    g = math.exp(log_mean / d)
+    for j in range(d):
+        shape[j] /= g
+
+
+@njit(**_JIT)
+def shared_shape_volumes(w, c, lam, tol, max_iter):
+    """The volumes λ_k and shared shape A of VEI and VEV by block-coordinate descent on (4b.1)
+    (``decomposition._volumes`` for a shared diagonal shape): A ∝ Σ_k w_k / λ_k, then
+    λ_k = Σ_j w_kj / A_j / (d c_k), until no λ_k moves by more than ``tol`` (relative).
+
+    Parameters
+    ----------
+    w : (K, d) diagonal statistics;  c : (K,) counts;  lam : (K,) the warm start
+
+    Returns
+    -------
+    (lam (K,), shape (d,))
+    """
+    K, d = w.shape
+    lam = lam.copy()
+    shape = np.empty(d)
+    new = np.empty(K)
+    for _ in range(max_iter):
+        _shared_shape(w, lam, shape)
+        worst = 0.0
+        for k in range(K):
+            t = 0.0
+            for j in range(d):
+                t += w[k, j] / shape[j]
+            new[k] = t / (d * c[k])
+            worst = max(worst, abs(new[k] - lam[k]) / max(abs(lam[k]), 1e-300))
+        lam[:] = new
+        if worst <= tol:
+            break
+    _shared_shape(w, lam, shape)
+    return lam, shape
+
+
+@njit(**_JIT)
+def _shared_matrix(M, lam, S, L, U):
+    """S = Σ_k M_k / λ_k, its factors L (Cholesky) and U = L⁻¹, and det(S)^(1/d); NaN if S is
+    not positive definite."""
+    K, d = M.shape[0], M.shape[1]
+    for i in range(d):
+        for j in range(d):
+            t = 0.0
+            for k in range(K):
+                t += M[k, i, j] / lam[k]
+            S[i, j] = t
+    if not _cholesky(S, L):
+        return np.nan
+    _lower_inverse(L, U)
+    log_det = 0.0
+    for i in range(d):
+        log_det += 2.0 * math.log(L[i, i])
+    return math.exp(log_det / d)
+
+
+@njit(**_JIT)
+def shared_matrix_volumes(M, c, lam, tol, max_iter):
+    """The volumes λ_k and shared C (det C = 1) of VEE by block-coordinate descent on (4b.1)
+    (``decomposition._volumes``): C = S / det(S)^(1/d) with S = Σ_k M_k / λ_k, then
+    λ_k = tr(M_k C⁻¹) / (d c_k), until no λ_k moves by more than ``tol`` (relative).
+
+    Parameters
+    ----------
+    M : (K, d, d) scatter matrices;  c : (K,) counts;  lam : (K,) the warm start
+
+    Returns
+    -------
+    (lam (K,), C (d, d)); NaN where a shared matrix is not positive definite
+    """
+    K, d = M.shape[0], M.shape[1]
+    lam = lam.copy()
+    S, L, U = np.empty((d, d)), np.empty((d, d)), np.empty((d, d))
+    new = np.empty(K)
+    for _ in range(max_iter):
+        g = _shared_matrix(M, lam, S, L, U)
+        if not np.isfinite(g):
+            break
+        worst = 0.0
+        for k in range(K):
+            t = 0.0  # tr(M_k S⁻¹) = Σ_ij M_k,ij (UᵀU)_ij = Σ_p ‖row p of U M_k^½‖² (expanded)
+            for p in range(d):
+                for i in range(p + 1):
+                    for j in range(p + 1):
+                        t += U[p, i] * M[k, i, j] * U[p, j]
+            new[k] = g * t / (d * c[k])   # tr(M_k C⁻¹) = det(S)^(1/d) tr(M_k S⁻¹)
+            worst = max(worst, abs(new[k] - lam[k]) / max(abs(lam[k]), 1e-300))
+        lam[:] = new
+        if worst <= tol:
+            break
+    g = _shared_matrix(M, lam, S, L, U)
+    return lam, S / g
+
+
+@njit(**_JIT)
+def _projected_diagonals(M, D, c, equal_volume, out):
+    """The closed-form diagonals given the orientation D (derivation §4b), into ``out``:
+    p_kj = d_jᵀ M_k d_j, then EVE (equal volume) λ A_k with A_k = p_k / g(p_k) and
+    λ = Σ_k g(p_k) / Σ_k c_k, or VVE p_k / c_k."""
+    K, d = M.shape[0], M.shape[1]
+    for k in range(K):
+        for j in range(d):
+            t = 0.0
+            for a in range(d):
+                for b in range(d):
+                    t += D[a, j] * M[k, a, b] * D[b, j]
+            out[k, j] = t
+    if equal_volume:
+        total_g, total_c = 0.0, 0.0
+        for k in range(K):
+            log_mean = 0.0
+            for j in range(d):
+                log_mean += math.log(out[k, j])
+            g = math.exp(log_mean / d)
+            total_g += g
+            total_c += c[k]
+            for j in range(d):
+                out[k, j] /= g
+        for k in range(K):
+            for j in range(d):
+                out[k, j] *= total_g / total_c
+    else:
+        for k in range(K):
+            for j in range(d):
+                out[k, j] /= c[k]
+
+
+@njit(**_JIT)
+def _rotation_sweep(M, D, diagonals):
+    """One Jacobi sweep of the shared orientation D in place (``decomposition`` §4b: for each
+    pair of columns the plane rotation minimising Σ_k tr(M_k D Λ_k⁻¹ Dᵀ), at
+    2θ = atan2(−Q, −P)); returns the largest |θ|."""
+    K, d = M.shape[0], M.shape[1]
+    largest = 0.0
+    for i in range(d - 1):
+        for j in range(i + 1, d):
+            P, Q = 0.0, 0.0
+            for k in range(K):
+                a, b, e = 0.0, 0.0, 0.0
+                for p in range(d):
+                    mi, mj = 0.0, 0.0
+                    for q in range(d):
+                        mi += M[k, p, q] * D[q, i]
+                        mj += M[k, p, q] * D[q, j]
+                    a += mi * D[p, i]
+                    b += mj * D[p, j]
+                    e += mi * D[p, j]
+                w = 1.0 / diagonals[k, i] - 1.0 / diagonals[k, j]
+                P += 0.5 * w * (a - b)
+                Q += w * e
+            if P * P + Q * Q == 0.0:
+                continue
+            theta = 0.5 * math.atan2(-Q, -P)
+            cos, sin = math.cos(theta), math.sin(theta)
+            for p in range(d):
+                di, dj = D[p, i], D[p, j]
+                D[p, i] = cos * di + sin * dj
+                D[p, j] = cos * dj - sin * di
+            largest = max(largest, abs(theta))
+    return largest
+
+
+@njit(**_JIT)
+def shared_orientation(M, c, D, equal_volume, tol, max_iter):
+    """The shared orientation D and the diagonals of EVE (``equal_volume``) or VVE: Jacobi
+    sweeps of D alternated with the closed-form diagonals, from D, until no rotation exceeds
+    ``tol`` and no diagonal moves by more than ``tol`` (relative).
+
+    Parameters
+    ----------
+    M : (K, d, d) scatter matrices;  c : (K,) counts;  D : (d, d) the warm-start orientation
+
+    Returns
+    -------
+    (D (d, d), diagonals (K, d))
+    """
+    K, d = M.shape[0], M.shape[1]
+    D = D.copy()
+    diagonals, new = np.empty((K, d)), np.empty((K, d))
+    _projected_diagonals(M, D, c, equal_volume, diagonals)
+    for _ in range(max_iter):
+        turned = _rotation_sweep(M, D, diagonals)
+        _projected_diagonals(M, D, c, equal_volume, new)
+        worst = 0.0
+        for k in range(K):
+            for j in range(d):
+                worst = max(worst, abs(new[k, j] - diagonals[k, j])
+                            / max(abs(diagonals[k, j]), 1e-300))
+        diagonals[:] = new
+        if turned <= tol and worst <= tol:
+            break
+    return D, diagonals

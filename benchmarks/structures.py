@@ -4,7 +4,9 @@ mclust's per-iteration times cannot be measured here (no R in the benchmark), so
 is timed against ``full`` in the same run: each fit starts from the same k-means++ start
 (``init="kmeans++"``, ``n_init=1``, seeded), runs to ``tol=1e-8`` under the default prior, and
 the structures are interleaved over 5 repeats; reported are the median wall time, the median
-time per EM iteration and their ratios to ``full``.  BLAS runs on one thread.
+time per EM iteration and their ratios to ``full``.  BLAS runs on one thread.  A second table
+times what ``Mclust()`` does by default — every K = 1…9 on iris without a prior, each with the
+default search (``bg.select_model``, one structure at a time, one run each).
 
     OPENBLAS_NUM_THREADS=1 python benchmarks/structures.py [--quick]
 
@@ -79,9 +81,34 @@ def main():
     result = {"machine": {"platform": platform.platform(), "python": platform.python_version(),
                           "n_cpus": os.cpu_count(),
                           "OPENBLAS_NUM_THREADS": os.environ["OPENBLAS_NUM_THREADS"]},
-              "repeats": repeats, "rows": rows}
+              "repeats": repeats, "rows": rows, "select": select_times(args.quick)}
     write_results("structures_quick" if args.quick else "structures", result, None,
-                  table(result))
+                  table(result) + "\n\n" + select_table(result))
+
+
+def select_times(quick: bool) -> list:
+    """bg.select_model on iris, K = 1…9 (1…3 quick), no prior, per structure."""
+    iris = bg.load_dataset("iris")
+    ks = range(1, 4 if quick else 10)
+    out = []
+    for covariance in STRUCTURES:
+        start = time.perf_counter()
+        selection = bg.select_model(iris, ks, covariance, prior=None)
+        out.append({"covariance": covariance, "K": f"1…{max(ks)}",
+                    "seconds": time.perf_counter() - start,
+                    "fitted": int(np.isfinite(selection.table["bic"]).sum())})
+        print(json.dumps(out[-1]), flush=True)
+    return out
+
+
+def select_table(result: dict) -> str:
+    rows = result["select"]
+    return (f"bg.select_model(iris, K = {rows[0]['K']}, covariance, prior=None), one structure at a time "
+            "(the fits mclust reports as NA — a covariance collapsing without a prior — are "
+            "not counted in 'fitted'):\n\n" + markdown_table(
+                ["structure", "seconds", "fitted K"], ["---"] * 3,
+                [[r["covariance"], f"{r['seconds']:.1f}", str(r["fitted"])] for r in rows])
+            + f"\nTotal: {sum(r['seconds'] for r in rows):.0f} s.\n")
 
 
 def table(result: dict) -> str:
