@@ -16,6 +16,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from ._validation import check_positive_int, check_probability, check_random_state
+from .covariance import get_structure
 from .em import fit_map
 from .gibbs import sample_gibbs
 from .health import (SamplerWarning, SamplingInterrupted, aligned_to_pivot,
@@ -101,7 +102,8 @@ def resolve_sampler(sampler: str, prior) -> str:
         raise ValueError(f"sampler={sampler!r} is not a sampler; use one of {list(SAMPLERS)}")
     if sampler != "auto":
         return sampler
-    return "gibbs" if prior.shrinkage > 0 and prior._structure.conjugate else "nuts"
+    return ("gibbs" if prior.shrinkage > 0 and get_structure(prior.covariance).conjugate
+            else "nuts")
 
 
 def _sampler_options(sampler: str, given: dict) -> dict:
@@ -127,8 +129,7 @@ def auto_thin(burn_in, pivot: MixtureFit) -> int:
     independent kept draws (an ESS near their number).  A short burn-in underestimates τ
     where chains move between modes rarely, so the aim is generous: with half of it
     (⌈τ̂/2⌉) two of six runs on the K = 3 benchmark cases ended with R-hat 1.011 and 1.014
-    (by hand).
-    Fewer than 20 recorded draws per chain: 1.
+    (by hand).  Fewer than 20 recorded draws per chain: 1.
 
     Parameters
     ----------
