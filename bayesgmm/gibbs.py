@@ -298,6 +298,8 @@ def sample_gibbs(X: np.ndarray, features, K: int, structure: CovarianceStructure
                 break
             done = t + 1
             _progress(progressbar, f"draws (thin {thin})", done, draws, chains, started)
+    if progressbar and guard.interrupted:
+        print(file=sys.stderr)  # end the progress line
     if guard.interrupted and (not allow_partial or done == 0):
         raise SamplingInterrupted(
             f"sampling was interrupted after {done} of {draws} draws per chain; nothing is "
