@@ -1120,7 +1120,7 @@ def shared_matrix_volumes(M, c, lam, tol, max_iter):
             break
         worst = 0.0
         for k in range(K):
-            t = 0.0  # tr(M_k S⁻¹) = Σ_ij M_k,ij (UᵀU)_ij = Σ_p ‖row p of U M_k^½‖² (expanded)
+            t = 0.0  # tr(M_k S⁻¹) = tr(U M_k Uᵀ) = Σ_p u_pᵀ M_k u_p, u_p row p of U (lower)
             for p in range(d):
                 for i in range(p + 1):
                     for j in range(p + 1):
